@@ -1,0 +1,1 @@
+//! Charts (placeholder, filled by the charts work).

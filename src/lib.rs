@@ -1,0 +1,20 @@
+//! # kto_lab — learn KTO by doing
+//!
+//! The library behind the kto-lab workbook: everything a lab notebook, the book and the
+//! `kto-lab` command call into. One idea per module:
+//!
+//! | module | what it holds | lab |
+//! |---|---|---|
+//! | [`losses`] | KTO (paper/TRL form and the simplified batch-mean form), APO-zero, DPO, in dfdx and as plain data | 1, 5 |
+//! | [`prospect`] | the Kahneman–Tversky value function and the KTO value/loss curves | 2 |
+//! | [`charts`] | the lab charts, as SVG and PNG, inline in evcxr | 2 |
+//! | [`feedback`] | binary-feedback records, the JSONL store, unpairing, imbalance advice, the KTO-vs-DPO guide | 4, 5 |
+//! | [`math`] | scalar σ and log σ | — |
+//! | [`tour`] | the guided tour `cargo run --release` prints | all |
+
+pub mod charts;
+pub mod feedback;
+pub mod losses;
+pub mod math;
+pub mod prospect;
+pub mod tour;

@@ -1,0 +1,1 @@
+//! Prospect theory (placeholder).
