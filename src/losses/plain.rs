@@ -1,0 +1,141 @@
+//! The losses on plain slices: no dfdx types in, none out.
+//!
+//! For notebooks, the CLI and other programs that hold log-probs as numbers. Each function runs
+//! the tensor version on the CPU (so there is one implementation of each loss) and returns the
+//! loss, its metrics and the gradient of the loss with respect to the policy log-probs — the
+//! direction each example is pushed: negative means "make this completion more likely".
+
+use dfdx::prelude::*;
+use serde::Serialize;
+
+use super::{BatchMeanMetrics, DpoMetrics, KtoConfig, KtoMetrics, LossError};
+
+/// An unpaired batch: one completion per example with a thumbs up (`true`) or down.
+#[derive(Debug, Clone, Copy)]
+pub struct UnpairedBatch<'a> {
+    /// log πθ(y_i|x_i), summed over completion tokens.
+    pub policy_logps: &'a [f32],
+    /// log πref(y_i|x_i).
+    pub reference_logps: &'a [f32],
+    /// `true` = desirable.
+    pub labels: &'a [bool],
+    /// log πθ of the mismatched pairs (x_i, y_(i+1 mod n)); only KTO uses them.
+    pub kl_policy_logps: &'a [f32],
+    /// log πref of the mismatched pairs.
+    pub kl_reference_logps: &'a [f32],
+}
+
+/// A loss value with its metrics and gradient.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LossOutput<M> {
+    /// The metrics (they include the loss).
+    pub metrics: M,
+    /// ∂loss/∂(policy log-prob) per example.
+    pub grad_policy_logps: Vec<f32>,
+}
+
+/// A DPO loss value with its metrics and the gradients for both sides of each pair.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DpoOutput {
+    /// The metrics (they include the loss).
+    pub metrics: DpoMetrics,
+    /// ∂loss/∂(policy log-prob of the chosen completion).
+    pub grad_policy_chosen_logps: Vec<f32>,
+    /// ∂loss/∂(policy log-prob of the rejected completion).
+    pub grad_policy_rejected_logps: Vec<f32>,
+}
+
+fn batch(dev: &Cpu, values: &[f32]) -> Tensor<(usize,), f32, Cpu> {
+    dev.tensor_from_vec(values.to_vec(), (values.len(),))
+}
+
+/// The gradient of `t`; an empty batch never reaches `backward` (the losses reject it first).
+fn grad(grads: &Gradients<f32, Cpu>, t: &Tensor<(usize,), f32, Cpu>) -> Vec<f32> {
+    grads.get(t).as_vec()
+}
+
+/// [`super::kto`] on slices.
+pub fn kto(b: &UnpairedBatch, cfg: &KtoConfig) -> Result<LossOutput<KtoMetrics>, LossError> {
+    let dev = Cpu::default();
+    let policy = batch(&dev, b.policy_logps);
+    let (loss, metrics) = super::kto(
+        policy.leaky_trace(),
+        &batch(&dev, b.reference_logps),
+        &batch(&dev, b.kl_policy_logps),
+        &batch(&dev, b.kl_reference_logps),
+        b.labels,
+        cfg,
+    )?;
+    let grads = loss.backward();
+    Ok(LossOutput {
+        metrics,
+        grad_policy_logps: grad(&grads, &policy),
+    })
+}
+
+/// [`super::apo_zero_unpaired`] on slices (the KL fields of `b` are ignored).
+pub fn apo_zero_unpaired(
+    b: &UnpairedBatch,
+    cfg: &KtoConfig,
+) -> Result<LossOutput<KtoMetrics>, LossError> {
+    let dev = Cpu::default();
+    let policy = batch(&dev, b.policy_logps);
+    let (loss, metrics) = super::apo_zero_unpaired(
+        policy.leaky_trace(),
+        &batch(&dev, b.reference_logps),
+        b.labels,
+        cfg,
+    )?;
+    let grads = loss.backward();
+    Ok(LossOutput {
+        metrics,
+        grad_policy_logps: grad(&grads, &policy),
+    })
+}
+
+/// [`super::kto_batch_mean`] on slices (the KL fields of `b` are ignored).
+pub fn kto_batch_mean(
+    b: &UnpairedBatch,
+    cfg: &KtoConfig,
+) -> Result<LossOutput<BatchMeanMetrics>, LossError> {
+    let dev = Cpu::default();
+    let policy = batch(&dev, b.policy_logps);
+    let (loss, metrics) = super::kto_batch_mean(
+        policy.leaky_trace(),
+        &batch(&dev, b.reference_logps),
+        b.labels,
+        cfg,
+    )?;
+    let grads = loss.backward();
+    Ok(LossOutput {
+        metrics,
+        grad_policy_logps: grad(&grads, &policy),
+    })
+}
+
+/// [`super::dpo`] on slices.
+pub fn dpo(
+    policy_chosen_logps: &[f32],
+    policy_rejected_logps: &[f32],
+    reference_chosen_logps: &[f32],
+    reference_rejected_logps: &[f32],
+    beta: f32,
+) -> Result<DpoOutput, LossError> {
+    let dev = Cpu::default();
+    let chosen = batch(&dev, policy_chosen_logps);
+    let rejected = batch(&dev, policy_rejected_logps);
+    // Each side gets its own tape; dfdx merges them, so a single backward reaches both.
+    let (loss, metrics) = super::dpo(
+        chosen.leaky_trace(),
+        rejected.leaky_trace(),
+        &batch(&dev, reference_chosen_logps),
+        &batch(&dev, reference_rejected_logps),
+        beta,
+    )?;
+    let grads = loss.backward();
+    Ok(DpoOutput {
+        metrics,
+        grad_policy_chosen_logps: grad(&grads, &chosen),
+        grad_policy_rejected_logps: grad(&grads, &rejected),
+    })
+}
