@@ -10,11 +10,11 @@
 //! | [`charts`] | the lab charts, as SVG and PNG, inline in evcxr | 2 |
 //! | [`feedback`] | binary-feedback records, the JSONL store, unpairing, imbalance advice, the KTO-vs-DPO guide | 4, 5 |
 //! | [`math`] | scalar σ and log σ | — |
-//! | [`tour`] | the guided tour `cargo run --release` prints | all |
+//! | [`report`] | aligned metric tables for people | — |
 
 pub mod charts;
 pub mod feedback;
 pub mod losses;
 pub mod math;
 pub mod prospect;
-pub mod tour;
+pub mod report;

@@ -24,6 +24,7 @@ pub mod kto_batch_mean;
 pub mod ops;
 pub mod pairwise;
 pub mod plain;
+pub mod request;
 
 pub use error::LossError;
 pub use example::ExampleBatch;
