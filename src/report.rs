@@ -25,8 +25,16 @@ fn cell(v: &serde_json::Value) -> String {
 /// `.`), names aligned. Floats get 4 decimals so the text is stable across machines.
 pub fn metrics_table<T: Serialize>(metrics: &T) -> String {
     let mut rows = Vec::new();
-    flatten("", &serde_json::to_value(metrics).unwrap_or_default(), &mut rows);
-    let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    flatten(
+        "",
+        &serde_json::to_value(metrics).unwrap_or_default(),
+        &mut rows,
+    );
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (k, v) in rows {
         let _ = writeln!(out, "  {k:<width$}  {v}");
@@ -60,8 +68,8 @@ mod tests {
                                    "grad": [0.5, -0.25], "nested": {"x": -1.0}});
         assert_eq!(
             metrics_table(&v),
-            "  count           3\n  grad            [0.5000, -0.2500]\n  loss            0.1235\n  \
-             nested.x        -1.0000\n  rewards/chosen  —\n"
+            "  loss            0.1235\n  rewards/chosen  —\n  count           3\n  \
+             grad            [0.5000, -0.2500]\n  nested.x        -1.0000\n"
         );
     }
 }

@@ -39,13 +39,21 @@ fn loss_json_is_machine_readable() {
         let o = kto_lab(&["loss", file, "--json"]);
         assert!(o.status.success(), "{}", stderr(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
-        assert!(v["metrics"]["loss"].as_f64().is_some_and(f64::is_finite), "{v}");
+        assert!(
+            v["metrics"]["loss"].as_f64().is_some_and(f64::is_finite),
+            "{v}"
+        );
     }
     let o = kto_lab(&["loss", "tests/data/loss_dpo.json", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["loss"], "dpo");
     assert_eq!(v["metrics"]["rewards/accuracies"], 1.0);
-    assert_eq!(v["gradients"]["grad_policy_chosen_logps"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        v["gradients"]["grad_policy_chosen_logps"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
 }
 
 #[test]
@@ -68,11 +76,18 @@ fn loss_errors_name_the_file_line_and_field() {
 fn loss_reports_a_missing_field_for_the_chosen_loss() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("no_kl.json");
-    std::fs::write(&f, r#"{"policy_logps": [-1.0], "reference_logps": [-1.0], "labels": [true]}"#).unwrap();
+    std::fs::write(
+        &f,
+        r#"{"policy_logps": [-1.0], "reference_logps": [-1.0], "labels": [true]}"#,
+    )
+    .unwrap();
     let o = kto_lab(&["loss", f.to_str().unwrap()]);
     assert_one_line_error(
         &o,
-        &format!("{}: missing field `kl_policy_logps` (the \"kto\" loss needs it)", f.display()),
+        &format!(
+            "{}: missing field `kl_policy_logps` (the \"kto\" loss needs it)",
+            f.display()
+        ),
     );
     assert!(Path::new(&f).exists());
 }

@@ -1,1 +1,51 @@
-//! Binary feedback (placeholder).
+//! Binary feedback: collecting thumbs up / thumbs down, and choosing between KTO and DPO.
+//!
+//! This module serves **lab 4** (collect binary feedback into a file a trainer can read) and
+//! **lab 5** (decide between KTO and DPO from the data you have).
+//!
+//! | item | what it does |
+//! |---|---|
+//! | [`Record`], [`Text`], [`Message`] | one thumbs-up/down example in TRL's KTO format (plain or conversational) |
+//! | [`PairedRecord`] | one (prompt, chosen, rejected) example in TRL's DPO format |
+//! | [`FeedbackStore`] | append / load / count / export feedback in a JSON Lines file |
+//! | [`unpair()`], [`read_paired`], [`unpair_file`] | paired DPO data → unpaired KTO data |
+//! | [`advise`] | the KTO paper's weighting rule: λD·nD / (λU·nU) in [1, 4/3] |
+//! | [`DECISION_GUIDE`], [`analyze`] | KTO or DPO? — a printable guide, and a report on a dataset file |
+//! | [`FeedbackError`] | every error, naming the file, the line and the field |
+//!
+//! ## Why a JSON Lines file?
+//!
+//! Feedback arrives one click at a time, from many places. JSON Lines (one JSON object per
+//! line) makes recording a click a single **append** — no need to read, parse and rewrite a
+//! whole document — and it is the format TRL and the 🤗 `datasets` library load directly.
+//! Appends are whole lines under a file lock, so several processes can share one file; a line
+//! torn by a crash is detected and set aside, never silently dropped or glued to the next one.
+//!
+//! ```no_run
+//! use kto_lab::feedback::{FeedbackStore, Record};
+//!
+//! # fn main() -> Result<(), kto_lab::feedback::FeedbackError> {
+//! let store = FeedbackStore::new("feedback.jsonl");
+//! store.append(&Record::desirable("What is Python?", "A high-level programming language."))?;
+//! store.append(&Record::undesirable("What is Python?", "A snake."))?;
+//! println!("{}", store.stats()?); // 2 records: 1 desirable, 1 undesirable, ratio 1.00
+//! store.export("kto_train.jsonl")?; // TRL's {"prompt","completion","label"} rows
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod guide;
+mod imbalance;
+mod jsonl;
+mod record;
+mod store;
+mod unpair;
+
+pub use error::FeedbackError;
+pub use guide::{analyze, DatasetFormat, GuideReport, Method, DECISION_GUIDE};
+pub use imbalance::{advise, ImbalanceAdvice, ImbalanceError, RECOMMENDED_RATIO};
+pub use jsonl::TornTail;
+pub use record::{Message, PairedRecord, Record, Role, Text};
+pub use store::{Appended, Exported, FeedbackStore, Loaded, Stats, TailRepair};
+pub use unpair::{read_paired, unpair, unpair_file};

@@ -163,7 +163,9 @@ impl LossRequest {
         let cfg = KtoConfig {
             beta: self.beta.unwrap_or(defaults.beta),
             desirable_weight: self.desirable_weight.unwrap_or(defaults.desirable_weight),
-            undesirable_weight: self.undesirable_weight.unwrap_or(defaults.undesirable_weight),
+            undesirable_weight: self
+                .undesirable_weight
+                .unwrap_or(defaults.undesirable_weight),
         };
         let wrap = |error: LossError| RequestError::Loss {
             path: path.to_owned(),
@@ -206,7 +208,9 @@ impl LossRequest {
                 kl_reference_logps: &kl_reference,
             };
             match self.loss {
-                LossKind::Kto => to_json(serde_json::to_value(plain::kto(&batch, &cfg).map_err(wrap)?)),
+                LossKind::Kto => to_json(serde_json::to_value(
+                    plain::kto(&batch, &cfg).map_err(wrap)?,
+                )),
                 LossKind::KtoBatchMean => to_json(serde_json::to_value(
                     plain::kto_batch_mean(&batch, &cfg).map_err(wrap)?,
                 )),

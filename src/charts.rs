@@ -1,1 +1,0 @@
-//! Charts (placeholder, filled by the charts work).
