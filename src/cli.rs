@@ -1,10 +1,12 @@
-//! Argument parsing and dispatch for the `kto-lab` binary.
+//! Argument parsing and dispatch for the `kto-lab` binary. Each arm is a thin shell over the
+//! library; what it prints is what a student would want to see next.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use kto_lab::feedback::{self, FeedbackStore, Record, TornTail};
 use kto_lab::losses::request::LossRequest;
 use kto_lab::report::metrics_table;
 
@@ -22,7 +24,7 @@ pub struct Cli {
 enum Command {
     /// The guided tour of labs 1, 2, 4 and 5 on built-in data (the default).
     Tour {
-        /// Where to write charts and data files (regenerated on every run).
+        /// Where to write charts and data files (the tour's own files are regenerated).
         #[arg(long, default_value = "out")]
         out: PathBuf,
     },
@@ -34,27 +36,224 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Collect binary feedback in a JSON Lines file (TRL's unpaired KTO format).
+    #[command(subcommand)]
+    Feedback(FeedbackCommand),
+    /// KTO or DPO? Analyze a dataset file, or print the decision guide with no file.
+    Guide {
+        /// A JSON Lines dataset: paired {"prompt","chosen","rejected"} or unpaired {"prompt","completion","label"} rows.
+        file: Option<PathBuf>,
+        /// Print machine-readable JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw lab 2's charts (value function, KTO loss curves) as SVG and PNG.
+    Charts {
+        /// The folder to write them in.
+        #[arg(long, default_value = "out/charts")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FeedbackCommand {
+    /// Append one thumbs-up or thumbs-down record.
+    Add(AddArgs),
+    /// Count the records and check the class balance against the KTO paper's rule.
+    Stats {
+        /// The feedback file.
+        file: PathBuf,
+        /// λD, the weight you plan to give desirable examples.
+        #[arg(long, default_value_t = 1.0)]
+        desirable_weight: f64,
+        /// λU, the weight you plan to give undesirable examples.
+        #[arg(long, default_value_t = 1.0)]
+        undesirable_weight: f64,
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a KTO training file (prompt, completion, label) — never over an existing file.
+    Export {
+        /// The feedback file.
+        file: PathBuf,
+        /// The new training file.
+        dest: PathBuf,
+    },
+    /// Turn paired {"prompt","chosen","rejected"} rows into two KTO rows each.
+    Unpair {
+        /// The paired JSON Lines file.
+        src: PathBuf,
+        /// The new unpaired file.
+        dest: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AddArgs {
+    /// The feedback file (created if missing).
+    file: PathBuf,
+    /// The prompt the model answered.
+    #[arg(long)]
+    prompt: String,
+    /// The model's answer.
+    #[arg(long)]
+    completion: String,
+    /// Thumbs up: the answer is desirable.
+    #[arg(long, conflicts_with = "down", required_unless_present = "down")]
+    up: bool,
+    /// Thumbs down: the answer is undesirable.
+    #[arg(long)]
+    down: bool,
+    /// Extra JSON object stored with the record (e.g. '{"user":"ana"}'); not exported.
+    #[arg(long)]
+    metadata: Option<String>,
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
+    let mut out = std::io::stdout().lock();
     match cli.command.unwrap_or(Command::Tour { out: "out".into() }) {
-        Command::Tour { out } => {
-            let stdout = std::io::stdout();
-            crate::tour::run(&out, &mut stdout.lock())
-        }
+        Command::Tour { out: dir } => crate::tour::run(&dir, &mut out),
         Command::Loss { file, json } => {
             let report = LossRequest::from_file(&file)?.compute(&file)?;
-            let mut stdout = std::io::stdout().lock();
             if json {
-                writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                writeln!(stdout, "{} — {}", report.loss.title(), file.display())?;
-                write!(stdout, "{}", metrics_table(&report.metrics))?;
-                writeln!(stdout, "gradients (negative = pushed up)")?;
-                write!(stdout, "{}", metrics_table(&report.gradients))?;
+                writeln!(out, "{} — {}", report.loss.title(), file.display())?;
+                write!(out, "{}", metrics_table(&report.metrics))?;
+                writeln!(out, "gradients (negative = pushed up)")?;
+                write!(out, "{}", metrics_table(&report.gradients))?;
             }
             Ok(())
         }
+        Command::Feedback(cmd) => run_feedback(cmd, &mut out),
+        Command::Guide { file: None, .. } => Ok(write!(out, "{}", feedback::DECISION_GUIDE)?),
+        Command::Guide {
+            file: Some(file),
+            json,
+        } => {
+            let report = feedback::analyze(&file)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            } else {
+                write!(out, "{report}")?;
+            }
+            Ok(())
+        }
+        Command::Charts { out: dir } => {
+            for path in kto_lab::charts::write_lab2_charts(&dir)? {
+                writeln!(out, "wrote {}", path.display())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run_feedback(cmd: FeedbackCommand, out: &mut impl Write) -> Result<()> {
+    match cmd {
+        FeedbackCommand::Add(a) => {
+            let mut record = Record::new(a.prompt, a.completion, a.up);
+            if let Some(text) = a.metadata {
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("--metadata: not valid JSON: {e}"))?;
+                let serde_json::Value::Object(map) = value else {
+                    anyhow::bail!(
+                        "--metadata: must be a JSON object, like '{{\"user\": \"ana\"}}'"
+                    );
+                };
+                record = record.with_metadata(map);
+            }
+            let store = FeedbackStore::new(&a.file);
+            let appended = store.append(&record)?;
+            if let Some(repair) = appended.repaired {
+                eprintln!(
+                    "warning: {}:{}: a torn last line ({} bytes) was moved to {} before appending",
+                    a.file.display(),
+                    repair.line,
+                    repair.bytes,
+                    repair.sidecar.display()
+                );
+            }
+            let thumb = if record.label { "up" } else { "down" };
+            writeln!(
+                out,
+                "{}:{}: thumbs {thumb} recorded",
+                a.file.display(),
+                appended.line
+            )?;
+            Ok(())
+        }
+        FeedbackCommand::Stats {
+            file,
+            desirable_weight,
+            undesirable_weight,
+            json,
+        } => {
+            let loaded = FeedbackStore::new(&file).load()?;
+            warn_torn(&file, loaded.torn_tail.as_ref());
+            let stats = feedback::Stats::of(&loaded.records);
+            // One-class or empty data has no ratio to check: say why instead of failing.
+            let advice = feedback::advise(
+                stats.desirable,
+                stats.undesirable,
+                desirable_weight,
+                undesirable_weight,
+            );
+            if json {
+                let advice_json = match &advice {
+                    Ok(a) => serde_json::to_value(a)?,
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                };
+                let v = serde_json::json!({ "stats": stats, "imbalance": advice_json });
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                writeln!(out, "{}: {stats}", file.display())?;
+                match advice {
+                    Ok(a) => writeln!(out, "{a}")?,
+                    Err(e) => writeln!(out, "{e}")?,
+                }
+            }
+            Ok(())
+        }
+        FeedbackCommand::Export { file, dest } => {
+            let exported = FeedbackStore::new(&file).export(&dest)?;
+            warn_torn(&file, exported.torn_tail.as_ref());
+            if let Some(w) = &exported.warning {
+                eprintln!("warning: {w}");
+            }
+            writeln!(
+                out,
+                "{}: {} records ({} desirable, {} undesirable) in TRL's KTO format",
+                dest.display(),
+                exported.count,
+                exported.desirable,
+                exported.undesirable
+            )?;
+            Ok(())
+        }
+        FeedbackCommand::Unpair { src, dest } => {
+            let n = feedback::unpair_file(&src, &dest)?;
+            writeln!(
+                out,
+                "{}: {n} KTO rows from the pairs in {}",
+                dest.display(),
+                src.display()
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// A torn last line is never dropped silently.
+fn warn_torn(file: &Path, torn: Option<&TornTail>) {
+    if let Some(t) = torn {
+        eprintln!(
+            "warning: {}:{}: torn last line ({} bytes, no newline, not valid JSON) skipped — a write \
+             was cut off; the next append moves it aside",
+            file.display(),
+            t.line,
+            t.bytes
+        );
     }
 }

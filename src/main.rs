@@ -9,8 +9,8 @@ use clap::Parser;
 fn main() {
     let args = cli::Cli::parse();
     if let Err(err) = cli::run(args) {
-        // `{:#}` prints the whole context chain on one line: "reading x.json: x.json:3: ...".
-        eprintln!("error: {err:#}");
+        // Library errors carry their cause in their own message (file, line, field): print just it.
+        eprintln!("error: {err}");
         std::process::exit(1);
     }
 }

@@ -5,7 +5,10 @@ use anyhow::Result;
 use std::io::Write;
 use std::path::Path;
 
+use kto_lab::charts;
+use kto_lab::feedback::{self, FeedbackStore, PairedRecord, Record};
 use kto_lab::losses::{plain, ExampleBatch, KtoConfig};
+use kto_lab::prospect::{self, Label, ProspectParams};
 use kto_lab::report::metrics_table;
 
 /// The seed of every random thing in the tour.
@@ -17,7 +20,33 @@ pub fn run(out: &Path, w: &mut impl Write) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: cannot create the output folder: {e}", out.display()))?;
     writeln!(w, "kto-lab — a guided tour of the labs (seed {SEED})")?;
     lab1(w)?;
+    lab2(out, w)?;
+    lab4(out, w)?;
+    lab5(out, w)?;
+    writeln!(
+        w,
+        "\nDone. Files are in {}/ (regenerated on every run).",
+        out.display()
+    )?;
     Ok(())
+}
+
+/// Removes a file the tour wrote on an earlier run, so this run starts it afresh.
+fn fresh(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "{}: cannot replace the tour's old file: {e}",
+                path.display()
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A path inside the output folder, printed relative to it (stable across machines).
+fn show(path: &Path, out: &Path) -> String {
+    path.strip_prefix(out).unwrap_or(path).display().to_string()
 }
 
 fn heading(w: &mut impl Write, title: &str) -> Result<()> {
@@ -69,6 +98,172 @@ fn lab1(w: &mut impl Write) -> Result<()> {
          z0 = {:.3} measures only how far the policy drifted on unrelated completions. And 1 − σ\n\
          saturates: an example the model already gets right stops pulling, −log σ never does.",
         simple.metrics.kl_baseline, paper.metrics.kl
+    )?;
+    Ok(())
+}
+
+/// Lab 2: prospect theory's value function and the KTO loss curves, as numbers and charts.
+fn lab2(out: &Path, w: &mut impl Write) -> Result<()> {
+    heading(w, "Lab 2 · Prospect theory")?;
+    let p = ProspectParams::default();
+    writeln!(
+        w,
+        "Kahneman–Tversky value v(x) = x^α for gains, −λ(−x)^β for losses (α = β = {}, λ = {}):\n",
+        p.alpha, p.lambda
+    )?;
+    writeln!(w, "       x    v(x)   |v(−x)| / v(x)")?;
+    for x in [0.5, 1.0, 2.0, 3.0] {
+        let (gain, loss) = (prospect::value(x, &p), prospect::value(-x, &p));
+        writeln!(w, "  {x:>6.1}  {gain:>6.3}   {:>6.3}", loss.abs() / gain)?;
+    }
+    writeln!(
+        w,
+        "  Losses loom larger: a loss hurts λ = {} times as much as an equal gain pleases.",
+        p.lambda
+    )?;
+
+    let beta = prospect::DEFAULT_KTO_BETA;
+    writeln!(
+        w,
+        "\nKTO loss of one example vs d = r − z0 (β = {beta}, λD = λU = 1):\n"
+    )?;
+    writeln!(
+        w,
+        "       d   up: 1−σ(βd)  −log σ(βd)   down: 1−σ(−βd)  −log σ(−βd)"
+    )?;
+    for d in [-40.0, -10.0, 0.0, 10.0, 40.0] {
+        let (up, down) = (Label::Desirable, Label::Undesirable);
+        writeln!(
+            w,
+            "  {d:>6.0}   {:>10.4}  {:>10.4}   {:>14.4}  {:>11.4}",
+            prospect::kto_loss(d, up, beta, 1.0),
+            prospect::simplified_kto_loss(d, up, beta, 1.0),
+            prospect::kto_loss(d, down, beta, 1.0),
+            prospect::simplified_kto_loss(d, down, beta, 1.0),
+        )?;
+    }
+    writeln!(
+        w,
+        "  The paper's loss is bounded by λ and flattens out; −log σ grows without limit."
+    )?;
+    let dir = out.join("charts");
+    for path in charts::write_lab2_charts(&dir)? {
+        writeln!(w, "  chart: {}", show(&path, out))?;
+    }
+    Ok(())
+}
+
+/// The seed notebook's feedback examples: (prompt, completion, thumbs up?).
+const SEED_FEEDBACK: &[(&str, &str, bool)] = &[
+    ("Explain machine learning.", "Machine learning is a subset of AI where computers learn patterns from data without explicit programming.", true),
+    ("What's the capital of France?", "Paris is the capital of France.", true),
+    ("How do I stay healthy?", "Eat balanced meals, exercise regularly, get enough sleep, and manage stress.", true),
+    ("Explain machine learning.", "Its computers doing stuff.", false),
+    ("What's the capital of France?", "I don't know.", false),
+    ("How do I stay healthy?", "Just don't get sick lol", false),
+    ("What is Python?", "Python is a high-level programming language known for its readability.", true),
+    ("What is Python?", "A snake.", false),
+    ("What is Python?", "Python is a language for snakes.", false),
+];
+
+/// Lab 4: collect feedback into a store, count it, check the balance, export and unpair.
+fn lab4(out: &Path, w: &mut impl Write) -> Result<()> {
+    heading(w, "Lab 4 · Collecting binary feedback")?;
+    let path = out.join("feedback.jsonl");
+    fresh(&path)?;
+    let store = FeedbackStore::new(&path);
+    for (i, (prompt, completion, up)) in SEED_FEEDBACK.iter().enumerate() {
+        let mut meta = serde_json::Map::new();
+        meta.insert("user_id".into(), "demo".into());
+        meta.insert("click".into(), (i + 1).into());
+        store.append(&Record::new(*prompt, *completion, *up).with_metadata(meta))?;
+    }
+    let stats = store.stats()?;
+    writeln!(w, "{}: {stats}", show(&path, out))?;
+    let advice = feedback::advise(stats.desirable, stats.undesirable, 1.0, 1.0)?;
+    writeln!(w, "{advice}")?;
+
+    let train = out.join("kto_train.jsonl");
+    fresh(&train)?;
+    let exported = store.export(&train)?;
+    writeln!(
+        w,
+        "Exported {} rows to {} — TRL's unpaired format, metadata dropped:",
+        exported.count,
+        show(&train, out)
+    )?;
+    let first =
+        std::fs::read_to_string(&train).map_err(|e| anyhow::anyhow!("{}: {e}", train.display()))?;
+    for line in first.lines().take(2) {
+        writeln!(w, "  {line}")?;
+    }
+
+    writeln!(
+        w,
+        "\nImbalanced production data, e.g. 10 thumbs up and 100 thumbs down:"
+    )?;
+    writeln!(w, "{}", feedback::advise(10, 100, 1.0, 1.0)?)?;
+
+    let paired = out.join("paired.jsonl");
+    let unpaired = out.join("unpaired_from_pairs.jsonl");
+    fresh(&paired)?;
+    fresh(&unpaired)?;
+    let pairs = [
+        PairedRecord::new(
+            "What is AI?",
+            "AI is artificial intelligence: machines that learn and reason.",
+            "dunno",
+        ),
+        PairedRecord::new(
+            "What's the capital of France?",
+            "Paris is the capital of France.",
+            "Rome is the capital of France.",
+        ),
+    ];
+    let text: String = pairs.iter().map(|p| p.to_line() + "\n").collect();
+    std::fs::write(&paired, text).map_err(|e| anyhow::anyhow!("{}: {e}", paired.display()))?;
+    let n = feedback::unpair_file(&paired, &unpaired)?;
+    writeln!(
+        w,
+        "\nUnpairing {} preference pairs ({}) gives {n} KTO rows ({}).",
+        pairs.len(),
+        show(&paired, out),
+        show(&unpaired, out)
+    )?;
+    Ok(())
+}
+
+/// Lab 5: the decision guide, applied to the files lab 4 wrote, and DPO vs KTO on the same numbers.
+fn lab5(out: &Path, w: &mut impl Write) -> Result<()> {
+    heading(w, "Lab 5 · KTO or DPO?")?;
+    write!(w, "{}", feedback::DECISION_GUIDE)?;
+    for name in ["feedback.jsonl", "paired.jsonl"] {
+        let report = feedback::analyze(out.join(name))?;
+        let text = report.to_string();
+        // The report names the file by the path we gave it; show it relative to the output folder.
+        let text = text.replace(&out.join(name).display().to_string(), name);
+        writeln!(w)?;
+        write!(w, "{text}")?;
+    }
+
+    let example = ExampleBatch::generate(8, SEED);
+    let half = example.labels.len() / 2;
+    let (good, bad) = (0..half, half..example.labels.len());
+    let dpo = plain::dpo(
+        &example.policy_logps[good.clone()],
+        &example.policy_logps[bad.clone()],
+        &example.reference_logps[good],
+        &example.reference_logps[bad],
+        0.1,
+    )?;
+    writeln!(
+        w,
+        "\nThe lab 1 batch read as {half} pairs (thumbs up i vs thumbs down i) — DPO's view of it:"
+    )?;
+    write!(w, "{}", metrics_table(&dpo.metrics))?;
+    writeln!(
+        w,
+        "DPO needs both answers to the same prompt; KTO used each answer on its own (lab 1)."
     )?;
     Ok(())
 }

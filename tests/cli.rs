@@ -98,3 +98,231 @@ fn unknown_subcommand_fails_with_usage() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unrecognized subcommand"));
 }
+
+#[test]
+fn feedback_add_stats_export_and_never_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fb.jsonl");
+    let f = file.to_str().unwrap();
+    let o = kto_lab(&[
+        "feedback",
+        "add",
+        f,
+        "--prompt",
+        "What is Python?",
+        "--completion",
+        "A language.",
+        "--up",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{f}:1: thumbs up recorded\n"));
+    let o = kto_lab(&[
+        "feedback",
+        "add",
+        f,
+        "--prompt",
+        "What is Python?",
+        "--completion",
+        "A snake.",
+        "--down",
+        "--metadata",
+        r#"{"user": "ana"}"#,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        lines.lines().nth(1),
+        Some(
+            r#"{"prompt":"What is Python?","completion":"A snake.","label":false,"metadata":{"user":"ana"}}"#
+        )
+    );
+
+    let o = kto_lab(&["feedback", "stats", f]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with(&format!(
+        "{f}: 2 records: 1 desirable (thumbs up), 1 undesirable"
+    )));
+    let o = kto_lab(&[
+        "feedback",
+        "stats",
+        f,
+        "--json",
+        "--desirable-weight",
+        "1.2",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["stats"]["total"], 2);
+    assert_eq!(v["imbalance"]["in_range"], true);
+
+    let dest = dir.path().join("train.jsonl");
+    let d = dest.to_str().unwrap();
+    let o = kto_lab(&["feedback", "export", f, d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let exported = std::fs::read_to_string(&dest).unwrap();
+    assert!(!exported.contains("metadata"));
+    // A second export refuses to overwrite, and the first file is byte-identical.
+    let o = kto_lab(&["feedback", "export", f, d]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("already exists; refusing to overwrite"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), exported);
+}
+
+#[test]
+fn feedback_add_rejects_bad_input_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fb.jsonl");
+    let f = file.to_str().unwrap();
+    let o = kto_lab(&[
+        "feedback",
+        "add",
+        f,
+        "--prompt",
+        "p",
+        "--completion",
+        "c",
+        "--up",
+        "--metadata",
+        "[1]",
+    ]);
+    assert_one_line_error(
+        &o,
+        "--metadata: must be a JSON object, like '{\"user\": \"ana\"}'",
+    );
+    let o = kto_lab(&["feedback", "add", f, "--prompt", "p", "--completion", "c"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "neither --up nor --down is a usage error"
+    );
+    let o = kto_lab(&[
+        "feedback",
+        "add",
+        f,
+        "--prompt",
+        "p",
+        "--completion",
+        "c",
+        "--up",
+        "--down",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!file.exists());
+}
+
+#[test]
+fn feedback_stats_reports_a_torn_last_line_and_a_malformed_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fb.jsonl");
+    let f = file.to_str().unwrap();
+    std::fs::write(
+        &file,
+        "{\"prompt\":\"p\",\"completion\":\"c\",\"label\":true}\n{\"prompt\":\"p\",\"compl",
+    )
+    .unwrap();
+    let o = kto_lab(&["feedback", "stats", f]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains(&format!("warning: {f}:2: torn last line")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("1 records"));
+
+    std::fs::write(
+        &file,
+        "{\"prompt\":\"p\",\"completion\":\"c\",\"label\":\"yes\"}\n{\"prompt\":\"p\",\"completion\":\"c\",\"label\":true}\n",
+    )
+    .unwrap();
+    assert_one_line_error(
+        &kto_lab(&["feedback", "stats", f]),
+        &format!("{f}:1: field \"label\": expected true or false, got \"yes\""),
+    );
+}
+
+#[test]
+fn feedback_unpair_and_guide() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("unpaired.jsonl");
+    let o = kto_lab(&[
+        "feedback",
+        "unpair",
+        "tests/data/paired.jsonl",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = std::fs::read_to_string(&dest).unwrap();
+    let n_pairs = std::fs::read_to_string("tests/data/paired.jsonl")
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(rows.lines().count(), 2 * n_pairs);
+
+    let o = kto_lab(&["guide", "tests/data/paired.jsonl"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("Recommendation: DPO"));
+    let o = kto_lab(&["guide", dest.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["recommendation"], "KTO");
+    let o = kto_lab(&["guide"]);
+    assert!(stdout(&o).contains("KTO or DPO?"));
+    assert_one_line_error(
+        &kto_lab(&["guide", "tests/data/mixed.jsonl"]),
+        &feedback_error_line("tests/data/mixed.jsonl"),
+    );
+}
+
+/// What `kto_lab::feedback::analyze` says about a file, as the CLI must print it.
+fn feedback_error_line(path: &str) -> String {
+    kto_lab::feedback::analyze(path).unwrap_err().to_string()
+}
+
+#[test]
+fn charts_writes_svg_and_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kto_lab(&["charts", "--out", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for name in [
+        "value_function.svg",
+        "value_function.png",
+        "kto_loss.svg",
+        "kto_loss.png",
+    ] {
+        let meta = std::fs::metadata(dir.path().join(name)).unwrap();
+        assert!(meta.len() > 1000, "{name} is {} bytes", meta.len());
+    }
+}
+
+#[test]
+fn tour_prints_every_lab_and_writes_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = kto_lab(&["tour", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o).replace(out.to_str().unwrap(), "<out>");
+    insta::assert_snapshot!("tour", text);
+    for name in [
+        "feedback.jsonl",
+        "kto_train.jsonl",
+        "paired.jsonl",
+        "unpaired_from_pairs.jsonl",
+        "charts/value_function.png",
+        "charts/kto_loss.svg",
+    ] {
+        assert!(out.join(name).is_file(), "{name} missing");
+    }
+    // A second run regenerates its own files instead of appending to or refusing them.
+    let again = kto_lab(&["tour", "--out", out.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again), stdout(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("feedback.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        9
+    );
+}

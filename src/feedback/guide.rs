@@ -381,12 +381,17 @@ fn analyze_unpaired(path: &Path, rows: &[Record]) -> GuideReport {
             } else {
                 ""
             };
+            let left_out = n - rows_in_pairs;
+            let coverage = if left_out == 0 {
+                format!("Every row could be paired, but KTO needs no pairing to use all {n}.")
+            } else {
+                format!("DPO would leave out the other {left_out} rows; KTO uses all {n}.")
+            };
             reasons.push(format!(
                 "{prompts_with_both} of {} prompts got both a thumbs up and a thumbs down: they \
                  could form up to {possible_pairs} (chosen, rejected) pairs for DPO{several}. \
-                 DPO would leave out the other {} rows; KTO uses all {n}.",
+                 {coverage}",
                 by_prompt.len(),
-                n - rows_in_pairs
             ));
         } else {
             reasons.push(
