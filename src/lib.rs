@@ -18,3 +18,4 @@ pub mod losses;
 pub mod math;
 pub mod prospect;
 pub mod report;
+pub mod train;
