@@ -9,6 +9,8 @@
 //! | [`prospect`] | the Kahneman–Tversky value function and the KTO value/loss curves | 2 |
 //! | [`charts`] | the lab charts, as SVG and PNG, inline in evcxr | 2 |
 //! | [`feedback`] | binary-feedback records, the JSONL store, unpairing, imbalance advice, the KTO-vs-DPO guide | 4, 5 |
+//! | [`world`] | lab 3's toy world: prompts with one right answer, good and bad answers, the SFT mix, a rule-based judge, feedback records | 3 |
+//! | [`train`] | lab 3's optimizer (AdamW with clipping, schedule) and trainers | 3 |
 //! | [`math`] | scalar σ and log σ | — |
 //! | [`report`] | aligned metric tables for people | — |
 
@@ -19,3 +21,4 @@ pub mod math;
 pub mod prospect;
 pub mod report;
 pub mod train;
+pub mod world;

@@ -8,7 +8,7 @@
 //! loss = λD · L_D + λU · L_U                      (an absent class contributes 0)
 //! ```
 //!
-//! How it differs from [`super::kto`]: the baseline comes from the matched examples themselves
+//! How it differs from [`super::kto()`]: the baseline comes from the matched examples themselves
 //! (so good and bad answers pull it around), it is not clamped at 0, each class is averaged on
 //! its own before weighting, and −log σ never saturates — a confidently right example keeps
 //! pulling. Lab 1 measures those differences.
@@ -21,7 +21,7 @@ use super::kto::KtoConfig;
 use super::ops::{host, log_sigmoid, masked_mean};
 use super::{Batch, Scalar};
 
-/// The seed notebook's metrics for [`kto_batch_mean`]. `None` (JSON `null`) for an absent class.
+/// The seed notebook's metrics for [`kto_batch_mean()`]. `None` (JSON `null`) for an absent class.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BatchMeanMetrics {
     /// λD·L_D + λU·L_U.
@@ -38,7 +38,7 @@ pub struct BatchMeanMetrics {
     pub undesirable_accuracy: Option<f32>,
 }
 
-/// The seed's simplified KTO loss. Same inputs and errors as [`super::kto`], minus the
+/// The seed's simplified KTO loss. Same inputs and errors as [`super::kto()`], minus the
 /// mismatched pairs.
 pub fn kto_batch_mean<D: Device<f32>, T: Tape<f32, D>>(
     policy_logps: Batch<D, T>,

@@ -2,13 +2,13 @@
 //!
 //! Lab 1 builds these up in order:
 //!
-//! 1. [`kto_batch_mean`] — the simplified KTO of the seed notebook: the reference point is the
+//! 1. [`kto_batch_mean()`] — the simplified KTO of the seed notebook: the reference point is the
 //!    batch mean of the log-ratios, and each class is pushed with −log σ (never saturates).
-//! 2. [`kto`] — KTO exactly as the paper's Eq. 7 and TRL's `KTOTrainer` compute it: the reference
+//! 2. [`kto()`] — KTO exactly as the paper's Eq. 7 and TRL's `KTOTrainer` compute it: the reference
 //!    point z0 is estimated from *mismatched* prompt/completion pairs, detached and clamped at 0,
 //!    and each example's loss is 1 − σ(·), which saturates (confident examples stop pulling).
-//! 3. [`apo_zero_unpaired`] — TRL's other unpaired loss: KTO with the reference point fixed at 0.
-//! 4. [`dpo`] — the sigmoid DPO loss on (chosen, rejected) pairs, for lab 5's comparison.
+//! 3. [`apo_zero_unpaired()`] — TRL's other unpaired loss: KTO with the reference point fixed at 0.
+//! 4. [`dpo()`] — the sigmoid DPO loss on (chosen, rejected) pairs, for lab 5's comparison.
 //!
 //! Every tensor function takes the policy log-probs *with* a gradient tape and everything else
 //! without one; it returns a scalar loss tensor (call `.backward()`) and the metrics TRL logs.

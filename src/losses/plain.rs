@@ -54,7 +54,7 @@ fn grad(grads: &Gradients<f32, Cpu>, t: &Tensor<(usize,), f32, Cpu>) -> Vec<f32>
     grads.get(t).as_vec()
 }
 
-/// [`super::kto`] on slices.
+/// [`super::kto()`] on slices.
 pub fn kto(b: &UnpairedBatch, cfg: &KtoConfig) -> Result<LossOutput<KtoMetrics>, LossError> {
     let dev = Cpu::default();
     let policy = batch(&dev, b.policy_logps);
@@ -73,7 +73,7 @@ pub fn kto(b: &UnpairedBatch, cfg: &KtoConfig) -> Result<LossOutput<KtoMetrics>,
     })
 }
 
-/// [`super::apo_zero_unpaired`] on slices (the KL fields of `b` are ignored).
+/// [`super::apo_zero_unpaired()`] on slices (the KL fields of `b` are ignored).
 pub fn apo_zero_unpaired(
     b: &UnpairedBatch,
     cfg: &KtoConfig,
@@ -93,7 +93,7 @@ pub fn apo_zero_unpaired(
     })
 }
 
-/// [`super::kto_batch_mean`] on slices (the KL fields of `b` are ignored).
+/// [`super::kto_batch_mean()`] on slices (the KL fields of `b` are ignored).
 pub fn kto_batch_mean(
     b: &UnpairedBatch,
     cfg: &KtoConfig,
@@ -113,7 +113,7 @@ pub fn kto_batch_mean(
     })
 }
 
-/// [`super::dpo`] on slices.
+/// [`super::dpo()`] on slices.
 pub fn dpo(
     policy_chosen_logps: &[f32],
     policy_rejected_logps: &[f32],

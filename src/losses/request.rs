@@ -22,14 +22,14 @@ use super::{KtoConfig, LossError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LossKind {
-    /// [`super::kto`]: the paper's / TRL's KTO.
+    /// [`super::kto()`]: the paper's / TRL's KTO.
     #[default]
     Kto,
-    /// [`super::kto_batch_mean`]: the seed's simplified KTO.
+    /// [`super::kto_batch_mean()`]: the seed's simplified KTO.
     KtoBatchMean,
-    /// [`super::apo_zero_unpaired`].
+    /// [`super::apo_zero_unpaired()`].
     ApoZeroUnpaired,
-    /// [`super::dpo`].
+    /// [`super::dpo()`].
     Dpo,
 }
 
