@@ -28,6 +28,8 @@ enum Command {
         #[arg(long, default_value = "out")]
         out: PathBuf,
     },
+    /// Lab 3: SFT a tiny GPT, collect judged feedback, train KTO / DPO / imbalanced KTO, report.
+    Train(TrainArgs),
     /// Compute a loss from log-probs and labels in a JSON file and print its metrics.
     Loss {
         /// A JSON file: {"loss": "kto", "policy_logps": [...], "reference_logps": [...], "labels": [...], ...}
@@ -53,6 +55,75 @@ enum Command {
         #[arg(long, default_value = "out/charts")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Where to write feedback, metrics, the report and checkpoints.
+    #[arg(long, default_value = "out/lab3")]
+    out: PathBuf,
+    /// Seed of everything random.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// SFT optimizer steps.
+    #[arg(long)]
+    sft_steps: Option<usize>,
+    /// KTO (and DPO) optimizer steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// KTO's β.
+    #[arg(long)]
+    beta: Option<f32>,
+    /// KTO's λD (raised automatically per Eq. 8 when thumbs up are scarce).
+    #[arg(long)]
+    desirable_weight: Option<f32>,
+    /// KTO's λU.
+    #[arg(long)]
+    undesirable_weight: Option<f32>,
+    /// `cpu`, or `cuda` in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl TrainArgs {
+    fn config(&self) -> Result<kto_lab::pipeline::LoopConfig> {
+        let expected = if cfg!(feature = "cuda") {
+            "cuda"
+        } else {
+            "cpu"
+        };
+        if self.device != expected {
+            anyhow::bail!(
+                "--device {}: this build runs on {expected} (build with --features cuda for cuda)",
+                self.device
+            );
+        }
+        let mut cfg = kto_lab::pipeline::LoopConfig {
+            seed: self.seed,
+            ..Default::default()
+        };
+        if let Some(n) = self.sft_steps {
+            cfg.sft.steps = n;
+        }
+        if let Some(n) = self.steps {
+            cfg.kto.steps = n;
+            cfg.dpo.steps = n;
+        }
+        if let Some(b) = self.beta {
+            cfg.kto_loss.beta = b;
+        }
+        if let Some(w) = self.desirable_weight {
+            cfg.kto_loss.desirable_weight = w;
+        }
+        if let Some(w) = self.undesirable_weight {
+            cfg.kto_loss.undesirable_weight = w;
+        }
+        cfg.kto_loss.validate()?;
+        Ok(cfg)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +186,10 @@ pub fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command.unwrap_or(Command::Tour { out: "out".into() }) {
         Command::Tour { out: dir } => crate::tour::run(&dir, &mut out),
+        Command::Train(args) => {
+            let cfg = args.config()?;
+            crate::lab3::run(&cfg, &args.out, !args.quiet, &mut out)
+        }
         Command::Loss { file, json } => {
             let report = LossRequest::from_file(&file)?.compute(&file)?;
             if json {

@@ -8,6 +8,8 @@
 //! | [`losses`] | KTO (paper/TRL form and the simplified batch-mean form), APO-zero, DPO, in dfdx and as plain data | 1, 5 |
 //! | [`prospect`] | the Kahneman–Tversky value function and the KTO value/loss curves | 2 |
 //! | [`charts`] | the lab charts, as SVG and PNG, inline in evcxr | 2 |
+//! | [`tokenizer`] | a byte-level BPE tokenizer trained on the lab corpus, saved as `tokenizer.json` | 3 |
+//! | [`model`] | a tiny GPT-2 in dfdx: causal attention, tied head, log π(y\|x), sampling, safetensors | 3 |
 //! | [`feedback`] | binary-feedback records, the JSONL store, unpairing, imbalance advice, the KTO-vs-DPO guide | 4, 5 |
 //! | [`world`] | lab 3's toy world: prompts with one right answer, good and bad answers, the SFT mix, a rule-based judge, feedback records | 3 |
 //! | [`train`] | lab 3's optimizer (AdamW with clipping, schedule) and trainers | 3 |
@@ -18,7 +20,10 @@ pub mod charts;
 pub mod feedback;
 pub mod losses;
 pub mod math;
+pub mod model;
+pub mod pipeline;
 pub mod prospect;
 pub mod report;
+pub mod tokenizer;
 pub mod train;
 pub mod world;

@@ -2,6 +2,7 @@
 //! errors are printed as one line on stderr with a non-zero exit code.
 
 mod cli;
+mod lab3;
 mod tour;
 
 use clap::Parser;

@@ -10,6 +10,7 @@
 //! and no label smoothing.
 
 use dfdx::prelude::*;
+
 use serde::Serialize;
 
 use super::error::{check_finite, check_positive, LossError};
@@ -41,38 +42,48 @@ pub struct DpoMetrics {
     pub logps_rejected: f32,
 }
 
-/// DPO's sigmoid loss. `policy_chosen_logps[i]` and `policy_rejected_logps[i]` belong to the same
-/// prompt; both carry the gradient tape.
-pub fn dpo<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(
-    policy_chosen_logps: Batch<D, T>,
-    policy_rejected_logps: Batch<D, T>,
-    reference_chosen_logps: &Batch<D>,
-    reference_rejected_logps: &Batch<D>,
+/// DPO's sigmoid loss on `n` pairs, in TRL's concatenated layout: entries `0..n` of each input
+/// are the chosen completions, entries `n..2n` the rejected ones, pair i = (i, n + i). One
+/// tensor (one forward pass over 2n rows) carries the gradient tape for both sides.
+pub fn dpo<D: Device<f32>, T: Tape<f32, D>>(
+    policy_logps: Batch<D, T>,
+    reference_logps: &Batch<D>,
     beta: f32,
 ) -> Result<(Scalar<D, T>, DpoMetrics), LossError> {
     check_positive("beta", beta)?;
-    let pc = host(&policy_chosen_logps);
-    let n = pc.len();
-    if n == 0 {
+    let policy = host(&policy_logps);
+    let reference = host(reference_logps);
+    if policy.is_empty() {
         return Err(LossError::EmptyBatch {
-            field: "policy_chosen_logps",
+            field: "policy_logps",
         });
     }
-    let pr = host(&policy_rejected_logps);
-    let rc = host(reference_chosen_logps);
-    let rr = host(reference_rejected_logps);
-    check_finite("policy_chosen_logps", &pc, "policy_chosen_logps", n)?;
-    check_finite("policy_rejected_logps", &pr, "policy_chosen_logps", n)?;
-    check_finite("reference_chosen_logps", &rc, "policy_chosen_logps", n)?;
-    check_finite("reference_rejected_logps", &rr, "policy_chosen_logps", n)?;
+    if !policy.len().is_multiple_of(2) {
+        return Err(LossError::LengthMismatch {
+            field: "policy_logps",
+            like: "2 × pairs (chosen then rejected)",
+            expected: policy.len() + 1,
+            got: policy.len(),
+        });
+    }
+    let n = policy.len() / 2;
+    check_finite("policy_logps", &policy, "policy_logps", 2 * n)?;
+    check_finite("reference_logps", &reference, "policy_logps", 2 * n)?;
+    let (pc, pr) = policy.split_at(n);
+    let (rc, rr) = reference.split_at(n);
 
-    let chosen_ratio = policy_chosen_logps - reference_chosen_logps.clone();
-    let rejected_ratio = policy_rejected_logps - reference_rejected_logps.clone();
-    let logits = (chosen_ratio - rejected_ratio) * beta;
+    // Row 0 of the (2, n) view holds the chosen log-ratios, row 1 the rejected ones:
+    // weighting them +β and −β and summing over rows gives β[(πc − rc) − (πr − rr)] per pair.
+    let dev = policy_logps.device().clone();
+    let mut signed_beta = vec![beta; n];
+    signed_beta.extend(std::iter::repeat_n(-beta, n));
+    let signed_beta = dev.tensor_from_vec(signed_beta, (Const::<2>, n));
+    let ratios = (policy_logps - reference_logps.clone()).reshape_like(&(Const::<2>, n));
+    let logits = (ratios * signed_beta).sum::<(usize,), Axis<0>>();
     let loss = log_sigmoid(logits).negate().mean();
 
-    let chosen: Vec<f32> = pc.iter().zip(&rc).map(|(p, r)| beta * (p - r)).collect();
-    let rejected: Vec<f32> = pr.iter().zip(&rr).map(|(p, r)| beta * (p - r)).collect();
+    let chosen: Vec<f32> = pc.iter().zip(rc).map(|(p, r)| beta * (p - r)).collect();
+    let rejected: Vec<f32> = pr.iter().zip(rr).map(|(p, r)| beta * (p - r)).collect();
     let mean = |v: &[f32]| masked_mean(v, |_| true).unwrap_or(0.0);
     let margins: Vec<f32> = chosen.iter().zip(&rejected).map(|(c, r)| c - r).collect();
     let wins: Vec<f32> = margins
@@ -85,8 +96,8 @@ pub fn dpo<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(
         rewards_rejected: mean(&rejected),
         rewards_accuracies: mean(&wins),
         rewards_margins: mean(&margins),
-        logps_chosen: mean(&pc),
-        logps_rejected: mean(&pr),
+        logps_chosen: mean(pc),
+        logps_rejected: mean(pr),
     };
     Ok((loss, metrics))
 }

@@ -122,20 +122,72 @@ pub fn dpo(
     beta: f32,
 ) -> Result<DpoOutput, LossError> {
     let dev = Cpu::default();
-    let chosen = batch(&dev, policy_chosen_logps);
-    let rejected = batch(&dev, policy_rejected_logps);
-    // Each side gets its own tape; dfdx merges them, so a single backward reaches both.
-    let (loss, metrics) = super::dpo(
-        chosen.leaky_trace(),
-        rejected.leaky_trace(),
-        &batch(&dev, reference_chosen_logps),
-        &batch(&dev, reference_rejected_logps),
-        beta,
-    )?;
-    let grads = loss.backward();
+    let policy: Vec<f32> = [policy_chosen_logps, policy_rejected_logps].concat();
+    let reference: Vec<f32> = [reference_chosen_logps, reference_rejected_logps].concat();
+    if policy_chosen_logps.len() != policy_rejected_logps.len() {
+        return Err(LossError::LengthMismatch {
+            field: "policy_rejected_logps",
+            like: "policy_chosen_logps",
+            expected: policy_chosen_logps.len(),
+            got: policy_rejected_logps.len(),
+        });
+    }
+    if reference_chosen_logps.len() != reference_rejected_logps.len()
+        || reference.len() != policy.len()
+    {
+        let (field, got) = if reference_chosen_logps.len() != policy_chosen_logps.len() {
+            ("reference_chosen_logps", reference_chosen_logps.len())
+        } else {
+            ("reference_rejected_logps", reference_rejected_logps.len())
+        };
+        return Err(LossError::LengthMismatch {
+            field,
+            like: "policy_chosen_logps",
+            expected: policy_chosen_logps.len(),
+            got,
+        });
+    }
+    let n = policy_chosen_logps.len();
+    let traced = batch(&dev, &policy);
+    let (loss, metrics) = super::dpo(traced.leaky_trace(), &batch(&dev, &reference), beta)
+        .map_err(|e| name_side(e, n))?;
+    let grad = if n == 0 {
+        Vec::new()
+    } else {
+        loss.backward().get(&traced).as_vec()
+    };
+    let (chosen, rejected) = grad.split_at(n);
     Ok(DpoOutput {
         metrics,
-        grad_policy_chosen_logps: grad(&grads, &chosen),
-        grad_policy_rejected_logps: grad(&grads, &rejected),
+        grad_policy_chosen_logps: chosen.to_vec(),
+        grad_policy_rejected_logps: rejected.to_vec(),
     })
+}
+
+/// Maps an error on the concatenated DPO input back to the slice the caller passed.
+fn name_side(e: LossError, n: usize) -> LossError {
+    match e {
+        LossError::NonFinite {
+            field,
+            index,
+            value,
+        } => {
+            let side = if index < n { "chosen" } else { "rejected" };
+            let field = match (field, side) {
+                ("policy_logps", "chosen") => "policy_chosen_logps",
+                ("policy_logps", _) => "policy_rejected_logps",
+                (_, "chosen") => "reference_chosen_logps",
+                _ => "reference_rejected_logps",
+            };
+            LossError::NonFinite {
+                field,
+                index: index % n.max(1),
+                value,
+            }
+        }
+        LossError::EmptyBatch { .. } => LossError::EmptyBatch {
+            field: "policy_chosen_logps",
+        },
+        other => other,
+    }
 }

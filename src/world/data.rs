@@ -20,7 +20,9 @@ use serde::Serialize;
 /// | [`Template::Opposite`] | What is the opposite of hot? | The opposite of hot is cold. |
 ///
 /// Each template has [`FACTS_PER_TEMPLATE`] = 15 facts: 75 prompts in all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Template {
     /// "What is the capital of France?" → "Paris is the capital of France."

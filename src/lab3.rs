@@ -1,0 +1,62 @@
+//! The main job: lab 3's closed feedback loop with the default model, writing `out/`.
+
+use anyhow::{bail, Result};
+use std::io::Write;
+use std::path::Path;
+
+use kto_lab::losses::Dev;
+use kto_lab::model::Model;
+use kto_lab::pipeline::{self, LoopConfig};
+use kto_lab::train::MetricsLog;
+
+/// The files the loop writes; removed first so each run starts fresh (nothing else is touched).
+pub const OUTPUTS: [&str; 4] = [
+    "feedback.jsonl",
+    "metrics.jsonl",
+    "report.md",
+    "report.json",
+];
+
+/// Runs the loop with `cfg`, printing progress and the table to `w`, writing into `out`.
+pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> Result<()> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create the output folder: {e}", out.display()))?;
+    for name in OUTPUTS {
+        match std::fs::remove_file(out.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                bail!(
+                    "{}: cannot replace the old file: {e}",
+                    out.join(name).display()
+                )
+            }
+            _ => {}
+        }
+    }
+    writeln!(w, "== Lab 3 · KTO on a tiny GPT, from thumbs up/down ==\n")?;
+    let dev = Dev::default();
+    let mut log = MetricsLog::to_file(&out.join("metrics.jsonl"), progress)?;
+    let started = std::time::Instant::now();
+    let outcome = pipeline::run_loop(|seed| Model::init(&dev, seed), cfg, Some(out), &mut log)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let report = &outcome.report;
+    writeln!(
+        w,
+        "Feedback from the SFT model's samples: {}",
+        report.feedback
+    )?;
+    writeln!(w, "DPO pairs from the same samples: {}\n", report.dpo_pairs)?;
+    write!(w, "{}", report.markdown())?;
+    writeln!(w, "\n(lab 3 took {seconds:.1} s)")?;
+    let md = format!(
+        "# Lab 3 report\n\nFeedback: {}\n\nDPO pairs: {}\n\n{}",
+        report.feedback,
+        report.dpo_pairs,
+        report.markdown()
+    );
+    std::fs::write(out.join("report.md"), md)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", out.join("report.md").display()))?;
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(out.join("report.json"), json)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", out.join("report.json").display()))?;
+    Ok(())
+}

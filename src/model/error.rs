@@ -1,0 +1,103 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// What can go wrong in the model, its tokenizer and its batches. Never a panic: every
+/// problem with user input (text, token ids, lengths, files) comes back as one of these.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// Reading or writing a file failed; names the file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The tokenizers crate reported a problem (training, encoding, decoding or parsing JSON).
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A `tokenizer.json` could not be parsed; names the file.
+    #[error("{path}: not a valid tokenizer.json: {message}")]
+    TokenizerFile {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// Saving or loading safetensors weights failed; names the file.
+    #[error("{path}: safetensors: {message}")]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong (missing tensor, wrong shape, bad header...).
+        message: String,
+    },
+    /// A requested vocabulary size the model or the byte-level BPE cannot use.
+    #[error("vocab size {got} is invalid: it must be in {min}..={max}")]
+    BadVocabSize {
+        /// The size asked for.
+        got: usize,
+        /// The smallest usable size (256 bytes + the end-of-text token).
+        min: usize,
+        /// The largest: the model's compile-time VOCAB.
+        max: usize,
+    },
+    /// A token id the model has no embedding for.
+    #[error("token id {id} is out of range: the model's vocabulary has {vocab} entries")]
+    TokenOutOfRange {
+        /// The offending id.
+        id: usize,
+        /// The model's VOCAB.
+        vocab: usize,
+    },
+    /// A sequence longer than the model's context (MAX_SEQ) where it was not truncated.
+    #[error("sequence of {len} tokens is longer than the model's context of {max}")]
+    SequenceTooLong {
+        /// Its length.
+        len: usize,
+        /// MAX_SEQ.
+        max: usize,
+    },
+    /// A row whose completion has no tokens: its log-prob would be a meaningless 0.
+    #[error("row {row}: the completion is empty (it needs at least one token)")]
+    EmptyCompletion {
+        /// Its index in the batch.
+        row: usize,
+    },
+    /// A batch or a sequence with nothing in it.
+    #[error("`{what}` is empty")]
+    Empty {
+        /// What was empty.
+        what: &'static str,
+    },
+    /// A parameter outside its valid range (temperature, top-k, context size...).
+    #[error("`{name}` = {value} is invalid: it must be {expected}")]
+    BadParameter {
+        /// The parameter's name.
+        name: &'static str,
+        /// The value given, as text.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// A [`TokenBatch`](super::TokenBatch) whose arrays do not match its `rows × seq_len` shape
+    /// (its fields are public; [`TokenBatch::new`](super::TokenBatch::new) always builds them right).
+    #[error("token batch: `{field}` has {got} entries, expected rows × seq_len = {expected}")]
+    BatchShape {
+        /// The array with the wrong length.
+        field: &'static str,
+        /// rows × seq_len.
+        expected: usize,
+        /// Its length.
+        got: usize,
+    },
+    /// The tensor device failed (out of memory, a CUDA error...).
+    #[error("device: {0}")]
+    Device(String),
+}
+
+/// Wraps a device error (dfdx's `D::Err`).
+pub(crate) fn device_err<E: std::fmt::Display>(e: E) -> ModelError {
+    ModelError::Device(e.to_string())
+}

@@ -1,0 +1,42 @@
+//! Lab 3's language model: a GPT-2-architecture decoder at toy size, in dfdx.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | [`config`] | the compile-time sizes (one default config, one tiny one for tests) |
+//! | [`init`] | seeded GPT-2 initialization |
+//! | [`attention`] | causal multi-head self-attention and its mask |
+//! | [`mlp`] | Linear → GELU → Linear |
+//! | [`block`] | a pre-LayerNorm transformer block |
+//! | [`gpt`] | embeddings, blocks, tied LM head; safetensors save/load |
+//! | [`logprobs`] | padded prompt/completion batches; log π(y\|x) and the SFT loss |
+//! | [`sample`] | greedy / temperature / top-k generation |
+//!
+//! dfdx stays inside this module (and [`crate::losses`]): the rest of the crate sees token ids,
+//! `f32`s and [`ModelError`].
+
+pub mod attention;
+pub mod block;
+pub mod config;
+mod error;
+pub mod gpt;
+pub mod init;
+mod lm;
+pub mod logprobs;
+pub mod mlp;
+pub mod sample;
+
+use dfdx::prelude::{Const, NoneTape, Tensor};
+
+/// The residual stream: one width-`M` vector per token, `[batch·seq, M]`, with tape `T`.
+///
+/// Flat rather than `[batch, seq, M]` on purpose: dfdx runs a 3-D × 2-D matmul as one small
+/// GEMM per batch row, while `[batch·seq, M] × [M, N]` is a single large GEMM — the same maths,
+/// several times faster. Only attention needs the `[batch, seq]` structure back (a free reshape).
+pub type Hidden<const M: usize, D, T = NoneTape> = Tensor<(usize, Const<M>), f32, D, T>;
+
+pub use config::{Model, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
+pub use error::ModelError;
+pub use gpt::{tape_from, Gpt, Logits};
+pub use lm::LanguageModel;
+pub use logprobs::{TokenBatch, Truncation};
+pub use sample::SampleConfig;

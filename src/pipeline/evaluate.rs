@@ -1,0 +1,107 @@
+//! Sample the model, judge the answers, and measure how far it drifted from the reference.
+
+use dfdx::prelude::Device;
+use serde::Serialize;
+
+use super::codec::Codec;
+use super::LoopError;
+use crate::model::{LanguageModel, SampleConfig};
+use crate::train::logprobs;
+use crate::world::{self, Metrics, Prompt, Verdict};
+
+/// One sampled answer with the judge's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sample {
+    /// The prompt's question.
+    pub question: String,
+    /// Index into [`world::prompts`].
+    #[serde(skip)]
+    pub prompt: &'static Prompt,
+    /// The model's answer.
+    pub answer: String,
+    /// The judge's verdict.
+    pub verdict: Verdict,
+}
+
+/// `per_prompt` answers to each prompt, sampled at `temperature` with `seed`, judged.
+pub fn sample_and_judge<D: Device<f32>, M: LanguageModel<D>>(
+    model: &M,
+    codec: &Codec,
+    prompts: &[&'static Prompt],
+    per_prompt: usize,
+    temperature: f32,
+    seed: u64,
+) -> Result<Vec<Sample>, LoopError> {
+    let mut requests = Vec::with_capacity(prompts.len() * per_prompt);
+    for p in prompts {
+        let ids = codec.prompt(p.question())?;
+        for _ in 0..per_prompt {
+            requests.push((*p, ids.clone()));
+        }
+    }
+    let ids: Vec<Vec<u32>> = requests.iter().map(|(_, ids)| ids.clone()).collect();
+    let cfg = SampleConfig {
+        temperature,
+        top_k: None,
+        max_new_tokens: 24,
+        seed,
+    };
+    let generated = model.generate(&ids, codec.tokenizer.eos_id(), &cfg)?;
+    requests
+        .iter()
+        .zip(generated)
+        .map(|((prompt, _), out)| {
+            let answer = codec.answer(&out)?;
+            let verdict = world::judge(prompt, &answer);
+            Ok(Sample {
+                question: prompt.question().to_string(),
+                prompt,
+                answer,
+                verdict,
+            })
+        })
+        .collect()
+}
+
+/// The desirable rate and the KL estimate of a model on a set of samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// Judge's counts on the samples.
+    pub judged: Metrics,
+    /// Monte-Carlo estimate of KL(πθ ‖ πref) per completion: the mean over the model's own
+    /// samples of log πθ(y|x) − log πref(y|x). 0 for the reference itself.
+    pub kl_to_reference: f64,
+}
+
+/// Judges the samples and estimates the KL of `model` from `reference` on them (the samples must
+/// come from `model`). Blank answers cannot be scored and are left out of the KL.
+pub fn evaluate<D: Device<f32>, M: LanguageModel<D>>(
+    model: &M,
+    reference: &M,
+    codec: &Codec,
+    samples: &[Sample],
+    batch_size: usize,
+) -> Result<Evaluation, LoopError> {
+    let judged = Metrics::of(samples.iter().map(|s| &s.verdict));
+    let mut pairs = Vec::new();
+    for s in samples.iter().filter(|s| !s.answer.is_empty()) {
+        pairs.push((codec.prompt(&s.question)?, codec.completion(&s.answer)?));
+    }
+    let kl_to_reference = if pairs.is_empty() {
+        0.0
+    } else {
+        let pad = codec.tokenizer.eos_id();
+        let policy = logprobs(model, &pairs, pad, batch_size)?;
+        let reference = logprobs(reference, &pairs, pad, batch_size)?;
+        let total: f64 = policy
+            .iter()
+            .zip(&reference)
+            .map(|(p, r)| (p - r) as f64)
+            .sum();
+        total / pairs.len() as f64
+    };
+    Ok(Evaluation {
+        judged,
+        kl_to_reference,
+    })
+}

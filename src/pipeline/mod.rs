@@ -1,0 +1,379 @@
+//! Lab 3's closed feedback loop, end to end:
+//!
+//! ```text
+//! SFT on a mix of good and bad answers → sample answers → judge (thumbs up/down)
+//!   → feedback file → KTO (and, for comparison, DPO and imbalanced KTO) → evaluate
+//! ```
+//!
+//! [`run_loop`] does it all on the toy [`world`] and returns the trained models, the metrics
+//! log and a [`LoopReport`]: the desirable rate of sampled answers and the KL to the reference,
+//! before and after each method.
+
+mod codec;
+mod evaluate;
+mod report;
+
+pub use codec::Codec;
+pub use evaluate::{evaluate, sample_and_judge, Evaluation, Sample};
+pub use report::{LoopReport, MethodRow};
+
+use dfdx::prelude::Device;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+use crate::feedback::{self, FeedbackError, FeedbackStore, Record, Text};
+use crate::losses::KtoConfig;
+use crate::model::{LanguageModel, ModelError};
+use crate::tokenizer::Tokenizer;
+use crate::train::{self, Example, MetricsLog, Pair, Session, TrainConfig, TrainError};
+use crate::world::{self, Prompt, Split, Template};
+
+/// Everything that can stop the loop.
+#[derive(Debug, Error)]
+pub enum LoopError {
+    /// Tokenizer or model.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A trainer.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// The feedback store.
+    #[error(transparent)]
+    Feedback(#[from] FeedbackError),
+    /// Anything else, said in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The loop's settings. [`LoopConfig::default`] is the main job's: KTO lifts the desirable rate
+/// of the SFT model from about half to 90% or more on a 2-core CPU in well under a minute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopConfig {
+    /// Seed of everything random (init, data order, sampling).
+    pub seed: u64,
+    /// Which prompt templates of the toy world to use.
+    pub templates: Vec<Template>,
+    /// Share of good answers in the SFT mix.
+    pub good_fraction: f64,
+    /// Tokenizer vocabulary size (≤ the model's VOCAB).
+    pub vocab_size: usize,
+    /// Supervised fine-tuning.
+    pub sft: TrainConfig,
+    /// Answers sampled per training prompt to collect feedback.
+    pub feedback_samples: usize,
+    /// Answers sampled per prompt to evaluate a model.
+    pub eval_samples: usize,
+    /// Sampling temperature (feedback and evaluation).
+    pub temperature: f32,
+    /// KTO's optimizer settings.
+    pub kto: TrainConfig,
+    /// KTO's β and class weights (the balanced run; the imbalanced run raises λD by Eq. 8).
+    pub kto_loss: KtoConfig,
+    /// DPO's optimizer settings.
+    pub dpo: TrainConfig,
+    /// DPO's β.
+    pub dpo_beta: f32,
+    /// The imbalanced run keeps this share of the thumbs-up records (the paper drops 90%).
+    pub imbalanced_keep: f64,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        let adamw = train::AdamWConfig::default();
+        LoopConfig {
+            seed: 42,
+            templates: Template::ALL.to_vec(),
+            good_fraction: world::DEFAULT_GOOD_FRACTION,
+            vocab_size: crate::model::VOCAB,
+            sft: TrainConfig {
+                steps: 300,
+                batch_size: 32,
+                lr: 3e-3,
+                warmup: 20,
+                adamw,
+                seed: 1,
+            },
+            feedback_samples: 4,
+            eval_samples: 4,
+            temperature: 1.0,
+            kto: TrainConfig {
+                steps: 80,
+                batch_size: 32,
+                lr: 5e-4,
+                warmup: 5,
+                adamw,
+                seed: 2,
+            },
+            kto_loss: KtoConfig::default(),
+            dpo: TrainConfig {
+                steps: 80,
+                batch_size: 16,
+                lr: 5e-4,
+                warmup: 5,
+                adamw,
+                seed: 3,
+            },
+            dpo_beta: 0.1,
+            imbalanced_keep: 0.1,
+        }
+    }
+}
+
+/// What the loop produced.
+pub struct LoopOutcome<M> {
+    /// The tokenizer trained on the world's corpus.
+    pub tokenizer: Tokenizer,
+    /// The SFT model: the reference of every preference run.
+    pub reference: M,
+    /// The KTO-trained model.
+    pub kto: M,
+    /// The DPO-trained model.
+    pub dpo: M,
+    /// The KTO model trained on imbalanced feedback.
+    pub kto_imbalanced: M,
+    /// The judged feedback the preference runs trained on (TRL's unpaired format).
+    pub feedback: Vec<Record>,
+    /// Before/after table.
+    pub report: LoopReport,
+}
+
+/// Runs the whole loop. `init(seed)` builds a fresh model; `out`, when given, receives
+/// `feedback.jsonl` (the store the loop writes as it judges; an existing file is an error so
+/// nothing saved is overwritten — the caller chooses a fresh folder or removes it).
+pub fn run_loop<D: Device<f32>, M: LanguageModel<D>>(
+    init: impl Fn(u64) -> M,
+    cfg: &LoopConfig,
+    out: Option<&Path>,
+    log: &mut MetricsLog,
+) -> Result<LoopOutcome<M>, LoopError> {
+    let prompts: Vec<&'static Prompt> = world::prompts()
+        .iter()
+        .filter(|p| cfg.templates.contains(&p.template))
+        .collect();
+    if prompts.is_empty() {
+        return Err(LoopError::Other("no prompts: `templates` is empty".into()));
+    }
+    let train_prompts: Vec<_> = prompts
+        .iter()
+        .copied()
+        .filter(|p| p.split == Split::Train)
+        .collect();
+
+    // 1. Tokenizer and SFT on a mix of good and bad answers.
+    let tokenizer = Tokenizer::train(&world::tokenizer_corpus(), cfg.vocab_size)?;
+    let codec = Codec {
+        tokenizer: &tokenizer,
+    };
+    let pad = tokenizer.eos_id();
+    let sft_data = world::sft_corpus(cfg.seed, cfg.good_fraction)
+        .into_iter()
+        .filter(|e| prompts.iter().any(|p| p.id == e.prompt_id))
+        .map(|e| codec.example(&e.prompt, &e.completion, e.kind.is_none()))
+        .collect::<Result<Vec<Example>, _>>()?;
+    let mut reference = init(cfg.seed);
+    train::train_sft(
+        &mut reference,
+        &sft_data,
+        &mut Session {
+            phase: "sft",
+            cfg: &cfg.sft,
+            pad_id: pad,
+            log: &mut *log,
+        },
+    )?;
+
+    // 2. Sample answers to the training prompts, judge them, store the feedback.
+    let samples = sample_and_judge(
+        &reference,
+        &codec,
+        &train_prompts,
+        cfg.feedback_samples,
+        cfg.temperature,
+        cfg.seed ^ 0xfeed,
+    )?;
+    let store = out.map(|dir| FeedbackStore::new(dir.join("feedback.jsonl")));
+    if let Some(store) = &store {
+        if store.path().exists() {
+            return Err(LoopError::Other(format!(
+                "{}: already exists; the loop writes a fresh feedback file (remove it or choose another folder)",
+                store.path().display()
+            )));
+        }
+    }
+    let mut records = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        let mut extra = serde_json::Map::new();
+        extra.insert("sample".into(), i.into());
+        // A blank answer cannot be stored; it still counts as malformed in the metrics.
+        if let Ok(record) = world::to_record(s.prompt, &s.answer, &s.verdict, extra) {
+            if let Some(store) = &store {
+                store.append(&record)?;
+            }
+            records.push(record);
+        }
+    }
+
+    // 3. The three preference runs, each from the SFT model, each against it as reference.
+    let kto_data = examples(&codec, &records)?;
+    let stats = feedback::Stats::of(&records);
+    let kto_weights = balanced_weights(stats.desirable, stats.undesirable, &cfg.kto_loss);
+    let mut kto = reference.clone();
+    train::train_kto(
+        &mut kto,
+        &reference,
+        &kto_data,
+        &kto_weights,
+        &mut Session {
+            phase: "kto",
+            cfg: &cfg.kto,
+            pad_id: pad,
+            log: &mut *log,
+        },
+    )?;
+
+    let pairs = world::dpo_pairs(&records)
+        .iter()
+        .map(|p| codec.pair(text(&p.prompt), text(&p.chosen), text(&p.rejected)))
+        .collect::<Result<Vec<Pair>, _>>()?;
+    let mut dpo = reference.clone();
+    train::train_dpo(
+        &mut dpo,
+        &reference,
+        &pairs,
+        cfg.dpo_beta,
+        &mut Session {
+            phase: "dpo",
+            cfg: &cfg.dpo,
+            pad_id: pad,
+            log: &mut *log,
+        },
+    )?;
+
+    let imbalanced = drop_desirable(&records, cfg.imbalanced_keep);
+    let imbalanced_stats = feedback::Stats::of(&imbalanced);
+    let imbalanced_weights = balanced_weights(
+        imbalanced_stats.desirable,
+        imbalanced_stats.undesirable,
+        &cfg.kto_loss,
+    );
+    let mut kto_imbalanced = reference.clone();
+    train::train_kto(
+        &mut kto_imbalanced,
+        &reference,
+        &examples(&codec, &imbalanced)?,
+        &imbalanced_weights,
+        &mut Session {
+            phase: "kto-imbalanced",
+            cfg: &cfg.kto,
+            pad_id: pad,
+            log: &mut *log,
+        },
+    )?;
+
+    // 4. Evaluate: fresh samples on every prompt (train and held-out), same seed for all models.
+    let eval = |m: &M| -> Result<(Evaluation, Evaluation), LoopError> {
+        let seed = cfg.seed ^ 0xe7a1;
+        let all = sample_and_judge(m, &codec, &prompts, cfg.eval_samples, cfg.temperature, seed)?;
+        let held_out: Vec<Sample> = all
+            .iter()
+            .filter(|s| s.prompt.split == Split::Eval)
+            .cloned()
+            .collect();
+        let batch = cfg.kto.batch_size.max(8);
+        Ok((
+            evaluate(m, &reference, &codec, &all, batch)?,
+            evaluate(m, &reference, &codec, &held_out, batch)?,
+        ))
+    };
+    let report = LoopReport::new(
+        &stats,
+        &imbalanced_stats,
+        pairs.len(),
+        [
+            (
+                "SFT (reference)",
+                "—",
+                KtoConfig { ..cfg.kto_loss },
+                eval(&reference)?,
+            ),
+            ("KTO", "thumbs up/down", kto_weights, eval(&kto)?),
+            (
+                "DPO",
+                "pairs from the same samples",
+                KtoConfig { ..cfg.kto_loss },
+                eval(&dpo)?,
+            ),
+            (
+                "KTO, 90% of 👍 dropped",
+                "imbalanced thumbs",
+                imbalanced_weights,
+                eval(&kto_imbalanced)?,
+            ),
+        ],
+    );
+    Ok(LoopOutcome {
+        tokenizer,
+        reference,
+        kto,
+        dpo,
+        kto_imbalanced,
+        feedback: records,
+        report,
+    })
+}
+
+/// The plain string inside a toy-world record (the world only writes plain text).
+fn text(t: &Text) -> &str {
+    match t {
+        Text::Plain(s) => s,
+        Text::Messages(m) => m.last().map_or("", |m| m.content.as_str()),
+    }
+}
+
+fn examples(codec: &Codec, records: &[Record]) -> Result<Vec<Example>, LoopError> {
+    Ok(records
+        .iter()
+        .map(|r| codec.example(text(&r.prompt), text(&r.completion), r.label))
+        .collect::<Result<_, _>>()?)
+}
+
+/// KTO's class weights brought into the paper's range λD·nD / (λU·nU) ∈ [1, 4/3] by raising
+/// λD (Eq. 8) when the thumbs up are too few; kept as given otherwise or for one-class data.
+fn balanced_weights(n_desirable: usize, n_undesirable: usize, base: &KtoConfig) -> KtoConfig {
+    match feedback::advise(
+        n_desirable,
+        n_undesirable,
+        base.desirable_weight as f64,
+        base.undesirable_weight as f64,
+    ) {
+        Ok(a) if !a.in_range && a.ratio < 1.0 => KtoConfig {
+            desirable_weight: a.suggested_desirable_weight as f32,
+            ..*base
+        },
+        _ => *base,
+    }
+}
+
+/// Keeps every thumbs-down record and about `keep` of the thumbs-up ones (evenly spaced, so the
+/// result is deterministic and covers the prompts), at least one.
+fn drop_desirable(records: &[Record], keep: f64) -> Vec<Record> {
+    let every = (1.0 / keep.clamp(1e-6, 1.0)).round().max(1.0) as usize;
+    let mut seen = 0;
+    records
+        .iter()
+        .filter(|r| {
+            if !r.label {
+                return true;
+            }
+            seen += 1;
+            (seen - 1) % every == 0
+        })
+        .cloned()
+        .collect()
+}
+
+/// Where [`run_loop`] writes its feedback, for callers that print it.
+pub fn feedback_path(out: &Path) -> PathBuf {
+    out.join("feedback.jsonl")
+}
