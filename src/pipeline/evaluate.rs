@@ -23,13 +23,25 @@ pub struct Sample {
     pub verdict: Verdict,
 }
 
+/// How answers are sampled, for feedback and for evaluation alike.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct Sampling {
+    /// Softmax temperature (0 = greedy).
+    pub temperature: f32,
+    /// Sample among the k most likely tokens only (`None`: all). Cuts off the long tail of
+    /// near-impossible tokens that a small model still gives some mass to.
+    pub top_k: Option<usize>,
+    /// Longest answer, in tokens.
+    pub max_new_tokens: usize,
+}
+
 /// `per_prompt` answers to each prompt, sampled at `temperature` with `seed`, judged.
 pub fn sample_and_judge<D: Device<f32>, M: LanguageModel<D>>(
     model: &M,
     codec: &Codec,
     prompts: &[&'static Prompt],
     per_prompt: usize,
-    temperature: f32,
+    sampling: &Sampling,
     seed: u64,
 ) -> Result<Vec<Sample>, LoopError> {
     let mut requests = Vec::with_capacity(prompts.len() * per_prompt);
@@ -41,9 +53,9 @@ pub fn sample_and_judge<D: Device<f32>, M: LanguageModel<D>>(
     }
     let ids: Vec<Vec<u32>> = requests.iter().map(|(_, ids)| ids.clone()).collect();
     let cfg = SampleConfig {
-        temperature,
-        top_k: None,
-        max_new_tokens: 24,
+        temperature: sampling.temperature,
+        top_k: sampling.top_k,
+        max_new_tokens: sampling.max_new_tokens,
         seed,
     };
     let generated = model.generate(&ids, codec.tokenizer.eos_id(), &cfg)?;

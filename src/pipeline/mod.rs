@@ -14,7 +14,7 @@ mod evaluate;
 mod report;
 
 pub use codec::Codec;
-pub use evaluate::{evaluate, sample_and_judge, Evaluation, Sample};
+pub use evaluate::{evaluate, sample_and_judge, Evaluation, Sample, Sampling};
 pub use report::{LoopReport, MethodRow};
 
 use dfdx::prelude::Device;
@@ -64,8 +64,8 @@ pub struct LoopConfig {
     pub feedback_samples: usize,
     /// Answers sampled per prompt to evaluate a model.
     pub eval_samples: usize,
-    /// Sampling temperature (feedback and evaluation).
-    pub temperature: f32,
+    /// How answers are sampled (feedback and evaluation).
+    pub sampling: Sampling,
     /// KTO's optimizer settings.
     pub kto: TrainConfig,
     /// KTO's β and class weights (the balanced run; the imbalanced run raises λD by Eq. 8).
@@ -96,7 +96,11 @@ impl Default for LoopConfig {
             },
             feedback_samples: 4,
             eval_samples: 4,
-            temperature: 1.0,
+            sampling: Sampling {
+                temperature: 1.0,
+                top_k: Some(8),
+                max_new_tokens: 24,
+            },
             kto: TrainConfig {
                 steps: 80,
                 batch_size: 32,
@@ -189,7 +193,7 @@ pub fn run_loop<D: Device<f32>, M: LanguageModel<D>>(
         &codec,
         &train_prompts,
         cfg.feedback_samples,
-        cfg.temperature,
+        &cfg.sampling,
         cfg.seed ^ 0xfeed,
     )?;
     let store = out.map(|dir| FeedbackStore::new(dir.join("feedback.jsonl")));
@@ -274,7 +278,7 @@ pub fn run_loop<D: Device<f32>, M: LanguageModel<D>>(
     // 4. Evaluate: fresh samples on every prompt (train and held-out), same seed for all models.
     let eval = |m: &M| -> Result<(Evaluation, Evaluation), LoopError> {
         let seed = cfg.seed ^ 0xe7a1;
-        let all = sample_and_judge(m, &codec, &prompts, cfg.eval_samples, cfg.temperature, seed)?;
+        let all = sample_and_judge(m, &codec, &prompts, cfg.eval_samples, &cfg.sampling, seed)?;
         let held_out: Vec<Sample> = all
             .iter()
             .filter(|s| s.prompt.split == Split::Eval)
