@@ -58,7 +58,7 @@ fn default_config_has_the_documented_parameter_count() {
         model.num_trainable_params(),
         kto_lab::model::config::DEFAULT_PARAMS
     );
-    assert_eq!(model.num_trainable_params(), 668_800);
+    assert_eq!(model.num_trainable_params(), 470_528);
 }
 
 #[test]
