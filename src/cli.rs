@@ -12,7 +12,8 @@ use kto_lab::report::metrics_table;
 
 /// kto-lab — align a language model from thumbs-up/thumbs-down feedback with KTO.
 ///
-/// With no subcommand, runs the guided tour of the labs on built-in data and writes `out/`.
+/// With no subcommand, runs the whole workbook on built-in data: the tour of labs 1, 2, 4 and 5
+/// (into `out/tour`), then lab 3's training loop (into `out/lab3`).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
@@ -22,10 +23,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The guided tour of labs 1, 2, 4 and 5 on built-in data (the default).
+    /// The whole workbook (the default): `tour` into OUT/tour, then `train` into OUT/lab3.
+    All {
+        /// The output folder.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
+    /// The guided tour of labs 1, 2, 4 and 5 on built-in data.
     Tour {
         /// Where to write charts and data files (the tour's own files are regenerated).
-        #[arg(long, default_value = "out")]
+        #[arg(long, default_value = "out/tour")]
         out: PathBuf,
     },
     /// Lab 3: SFT a tiny GPT, collect judged feedback, train KTO / DPO / imbalanced KTO, report.
@@ -86,6 +93,9 @@ struct TrainArgs {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Resume from a saved SFT model (e.g. out/lab3/sft.safetensors) instead of training one.
+    #[arg(long)]
+    resume_sft: Option<PathBuf>,
 }
 
 impl TrainArgs {
@@ -122,6 +132,7 @@ impl TrainArgs {
             cfg.kto_loss.undesirable_weight = w;
         }
         cfg.kto_loss.validate()?;
+        cfg.sft_checkpoint = self.resume_sft.clone();
         Ok(cfg)
     }
 }
@@ -184,7 +195,13 @@ struct AddArgs {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    match cli.command.unwrap_or(Command::Tour { out: "out".into() }) {
+    match cli.command.unwrap_or(Command::All { out: "out".into() }) {
+        Command::All { out: dir } => {
+            crate::tour::run(&dir.join("tour"), &mut out)?;
+            writeln!(out)?;
+            let cfg = kto_lab::pipeline::LoopConfig::default();
+            crate::lab3::run(&cfg, &dir.join("lab3"), true, &mut out)
+        }
         Command::Tour { out: dir } => crate::tour::run(&dir, &mut out),
         Command::Train(args) => {
             let cfg = args.config()?;

@@ -4,24 +4,20 @@ use anyhow::{bail, Result};
 use std::io::Write;
 use std::path::Path;
 
-use kto_lab::losses::Dev;
 use kto_lab::model::Model;
 use kto_lab::pipeline::{self, LoopConfig};
 use kto_lab::train::MetricsLog;
 
-/// The files the loop writes; removed first so each run starts fresh (nothing else is touched).
-pub const OUTPUTS: [&str; 4] = [
-    "feedback.jsonl",
-    "metrics.jsonl",
-    "report.md",
-    "report.json",
-];
+/// The files the loop appends to; removed first so each run starts fresh. Everything else it
+/// writes (report, checkpoints, charts) is replaced when the run finishes, and nothing else in
+/// the folder is touched — so `--resume-sft out/lab3/sft.safetensors` reads the old model.
+pub const APPENDED: [&str; 2] = ["feedback.jsonl", "metrics.jsonl"];
 
 /// Runs the loop with `cfg`, printing progress and the table to `w`, writing into `out`.
 pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> Result<()> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("{}: cannot create the output folder: {e}", out.display()))?;
-    for name in OUTPUTS {
+    for name in APPENDED {
         match std::fs::remove_file(out.join(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 bail!(
@@ -33,7 +29,7 @@ pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> 
         }
     }
     writeln!(w, "== Lab 3 · KTO on a tiny GPT, from thumbs up/down ==\n")?;
-    let dev = Dev::default();
+    let dev = kto_lab::model::device();
     let mut log = MetricsLog::to_file(&out.join("metrics.jsonl"), progress)?;
     let started = std::time::Instant::now();
     let outcome = pipeline::run_loop(|seed| Model::init(&dev, seed), cfg, Some(out), &mut log)?;
@@ -58,5 +54,29 @@ pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> 
     let json = serde_json::to_string_pretty(report)?;
     std::fs::write(out.join("report.json"), json)
         .map_err(|e| anyhow::anyhow!("{}: {e}", out.join("report.json").display()))?;
+
+    outcome.tokenizer.save(out.join("tokenizer.json"))?;
+    for (name, model) in [
+        ("sft", &outcome.reference),
+        ("kto", &outcome.kto),
+        ("dpo", &outcome.dpo),
+        ("kto-imbalanced", &outcome.kto_imbalanced),
+    ] {
+        model.save(out.join(format!("{name}.safetensors")))?;
+    }
+    let records = log.records();
+    for (name, chart) in [
+        ("kto_curves", pipeline::kto_curves(records)),
+        ("loss_curves", pipeline::loss_curves(records)),
+        ("desirable_rate", pipeline::desirable_rates(report)),
+    ] {
+        chart.save_svg(out.join(format!("{name}.svg")))?;
+        chart.save_png(out.join(format!("{name}.png")))?;
+    }
+    writeln!(
+        w,
+        "Wrote {}/: feedback.jsonl, metrics.jsonl, report.md, checkpoints (*.safetensors, tokenizer.json), charts",
+        out.display()
+    )?;
     Ok(())
 }

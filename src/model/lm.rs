@@ -34,6 +34,12 @@ pub trait LanguageModel<D: Device<f32>>: TensorCollection<f32, D> + Clone {
     /// The context length.
     fn max_seq(&self) -> usize;
 
+    /// Saves the weights as safetensors.
+    fn save(&self, path: &std::path::Path) -> Result<(), ModelError>;
+
+    /// Loads weights saved by [`LanguageModel::save`]; on error the model is unchanged.
+    fn load(&mut self, path: &std::path::Path) -> Result<(), ModelError>;
+
     /// The device the weights live on.
     fn device(&self) -> D;
 }
@@ -75,6 +81,14 @@ impl<
 
     fn max_seq(&self) -> usize {
         S
+    }
+
+    fn save(&self, path: &std::path::Path) -> Result<(), ModelError> {
+        Gpt::save(self, path)
+    }
+
+    fn load(&mut self, path: &std::path::Path) -> Result<(), ModelError> {
+        Gpt::load(self, path)
     }
 
     fn device(&self) -> D {

@@ -26,6 +26,7 @@ pub mod mlp;
 pub mod sample;
 
 use dfdx::prelude::{Const, NoneTape, Tensor};
+use dfdx::tensor::Cache;
 
 /// The residual stream: one width-`M` vector per token, `[batch·seq, M]`, with tape `T`.
 ///
@@ -33,6 +34,15 @@ use dfdx::prelude::{Const, NoneTape, Tensor};
 /// GEMM per batch row, while `[batch·seq, M] × [M, N]` is a single large GEMM — the same maths,
 /// several times faster. Only attention needs the `[batch, seq]` structure back (a free reshape).
 pub type Hidden<const M: usize, D, T = NoneTape> = Tensor<(usize, Const<M>), f32, D, T>;
+
+/// The device the lab's models run on (CPU, or CUDA with the `cuda` feature), with dfdx's
+/// allocation cache on: freed buffers are reused instead of returned to the allocator, which
+/// makes training steps measurably faster.
+pub fn device() -> crate::losses::Dev {
+    let dev = crate::losses::Dev::default();
+    dev.enable_cache();
+    dev
+}
 
 pub use config::{Model, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
 pub use error::ModelError;

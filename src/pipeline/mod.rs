@@ -9,10 +9,12 @@
 //! log and a [`LoopReport`]: the desirable rate of sampled answers and the KL to the reference,
 //! before and after each method.
 
+mod charts;
 mod codec;
 mod evaluate;
 mod report;
 
+pub use charts::{desirable_rates, kto_curves, loss_curves};
 pub use codec::Codec;
 pub use evaluate::{evaluate, sample_and_judge, Evaluation, Sample, Sampling};
 pub use report::{LoopReport, MethodRow};
@@ -76,6 +78,8 @@ pub struct LoopConfig {
     pub dpo_beta: f32,
     /// The imbalanced run keeps this share of the thumbs-up records (the paper drops 90%).
     pub imbalanced_keep: f64,
+    /// Resume from a saved SFT model (safetensors) instead of training one.
+    pub sft_checkpoint: Option<PathBuf>,
 }
 
 impl Default for LoopConfig {
@@ -102,24 +106,31 @@ impl Default for LoopConfig {
                 max_new_tokens: 24,
             },
             kto: TrainConfig {
-                steps: 80,
+                steps: 100,
                 batch_size: 32,
-                lr: 5e-4,
+                lr: 3e-4,
                 warmup: 5,
                 adamw,
                 seed: 2,
             },
-            kto_loss: KtoConfig::default(),
+            // β = 1 rather than TRL's 0.1: a log-ratio of a few nats already saturates the loss,
+            // which stops KTO from pushing bad answers down without end (with β = 0.1 it keeps
+            // pushing until the tiny model's fluency breaks — lab 3 shows both).
+            kto_loss: KtoConfig {
+                beta: 1.0,
+                ..KtoConfig::default()
+            },
             dpo: TrainConfig {
-                steps: 80,
+                steps: 100,
                 batch_size: 16,
-                lr: 5e-4,
+                lr: 1e-4,
                 warmup: 5,
                 adamw,
                 seed: 3,
             },
             dpo_beta: 0.1,
             imbalanced_keep: 0.1,
+            sft_checkpoint: None,
         }
     }
 }
@@ -145,7 +156,7 @@ pub struct LoopOutcome<M> {
 /// Runs the whole loop. `init(seed)` builds a fresh model; `out`, when given, receives
 /// `feedback.jsonl` (the store the loop writes as it judges; an existing file is an error so
 /// nothing saved is overwritten — the caller chooses a fresh folder or removes it).
-pub fn run_loop<D: Device<f32>, M: LanguageModel<D>>(
+pub fn run_loop<D: Device<f32> + Send + Sync, M: LanguageModel<D> + Send + Sync>(
     init: impl Fn(u64) -> M,
     cfg: &LoopConfig,
     out: Option<&Path>,
@@ -176,16 +187,20 @@ pub fn run_loop<D: Device<f32>, M: LanguageModel<D>>(
         .map(|e| codec.example(&e.prompt, &e.completion, e.kind.is_none()))
         .collect::<Result<Vec<Example>, _>>()?;
     let mut reference = init(cfg.seed);
-    train::train_sft(
-        &mut reference,
-        &sft_data,
-        &mut Session {
-            phase: "sft",
-            cfg: &cfg.sft,
-            pad_id: pad,
-            log: &mut *log,
-        },
-    )?;
+    if let Some(path) = &cfg.sft_checkpoint {
+        reference.load(path)?;
+    } else {
+        train::train_sft(
+            &mut reference,
+            &sft_data,
+            &mut Session {
+                phase: "sft",
+                cfg: &cfg.sft,
+                pad_id: pad,
+                log: &mut *log,
+            },
+        )?;
+    }
 
     // 2. Sample answers to the training prompts, judge them, store the feedback.
     let samples = sample_and_judge(
@@ -219,41 +234,15 @@ pub fn run_loop<D: Device<f32>, M: LanguageModel<D>>(
     }
 
     // 3. The three preference runs, each from the SFT model, each against it as reference.
+    //    They are independent, so they run on their own threads (a 2-core laptop does two at
+    //    once); each keeps its own log, merged into `log` afterwards in a fixed order.
     let kto_data = examples(&codec, &records)?;
     let stats = feedback::Stats::of(&records);
     let kto_weights = balanced_weights(stats.desirable, stats.undesirable, &cfg.kto_loss);
-    let mut kto = reference.clone();
-    train::train_kto(
-        &mut kto,
-        &reference,
-        &kto_data,
-        &kto_weights,
-        &mut Session {
-            phase: "kto",
-            cfg: &cfg.kto,
-            pad_id: pad,
-            log: &mut *log,
-        },
-    )?;
-
     let pairs = world::dpo_pairs(&records)
         .iter()
         .map(|p| codec.pair(text(&p.prompt), text(&p.chosen), text(&p.rejected)))
         .collect::<Result<Vec<Pair>, _>>()?;
-    let mut dpo = reference.clone();
-    train::train_dpo(
-        &mut dpo,
-        &reference,
-        &pairs,
-        cfg.dpo_beta,
-        &mut Session {
-            phase: "dpo",
-            cfg: &cfg.dpo,
-            pad_id: pad,
-            log: &mut *log,
-        },
-    )?;
-
     let imbalanced = drop_desirable(&records, cfg.imbalanced_keep);
     let imbalanced_stats = feedback::Stats::of(&imbalanced);
     let imbalanced_weights = balanced_weights(
@@ -261,19 +250,54 @@ pub fn run_loop<D: Device<f32>, M: LanguageModel<D>>(
         imbalanced_stats.undesirable,
         &cfg.kto_loss,
     );
-    let mut kto_imbalanced = reference.clone();
-    train::train_kto(
-        &mut kto_imbalanced,
-        &reference,
-        &examples(&codec, &imbalanced)?,
-        &imbalanced_weights,
-        &mut Session {
-            phase: "kto-imbalanced",
-            cfg: &cfg.kto,
-            pad_id: pad,
-            log: &mut *log,
-        },
-    )?;
+    let imbalanced_data = examples(&codec, &imbalanced)?;
+    log.note("training KTO, DPO and imbalanced KTO from the SFT model (in parallel)");
+    let reference_ref = &reference;
+    let run =
+        |phase: &'static str,
+         train_cfg: &TrainConfig,
+         job: &(dyn Fn(&mut M, &mut Session) -> Result<(), TrainError> + Sync)| {
+            let mut policy = reference_ref.clone();
+            let mut own_log = MetricsLog::quiet();
+            let result = job(
+                &mut policy,
+                &mut Session {
+                    phase,
+                    cfg: train_cfg,
+                    pad_id: pad,
+                    log: &mut own_log,
+                },
+            );
+            result.map(|()| (policy, own_log))
+        };
+    let kto_job =
+        |m: &mut M, s: &mut Session| train::train_kto(m, reference_ref, &kto_data, &kto_weights, s);
+    let dpo_job =
+        |m: &mut M, s: &mut Session| train::train_dpo(m, reference_ref, &pairs, cfg.dpo_beta, s);
+    let imbalanced_job = |m: &mut M, s: &mut Session| {
+        train::train_kto(m, reference_ref, &imbalanced_data, &imbalanced_weights, s)
+    };
+    let (kto_run, dpo_run, imbalanced_run) = std::thread::scope(|scope| {
+        let kto = scope.spawn(|| run("kto", &cfg.kto, &kto_job));
+        let dpo = scope.spawn(|| run("dpo", &cfg.dpo, &dpo_job));
+        let imbalanced = run("kto-imbalanced", &cfg.kto, &imbalanced_job);
+        (join(kto), join(dpo), imbalanced)
+    });
+    let mut models = Vec::new();
+    for result in [kto_run, dpo_run, imbalanced_run] {
+        let (model, own_log) = result?;
+        log.extend(own_log)?;
+        models.push(model);
+    }
+    let kto_imbalanced = models
+        .pop()
+        .ok_or_else(|| LoopError::Other("lost a run".into()))?;
+    let dpo = models
+        .pop()
+        .ok_or_else(|| LoopError::Other("lost a run".into()))?;
+    let kto = models
+        .pop()
+        .ok_or_else(|| LoopError::Other("lost a run".into()))?;
 
     // 4. Evaluate: fresh samples on every prompt (train and held-out), same seed for all models.
     let eval = |m: &M| -> Result<(Evaluation, Evaluation), LoopError> {
@@ -290,29 +314,33 @@ pub fn run_loop<D: Device<f32>, M: LanguageModel<D>>(
             evaluate(m, &reference, &codec, &held_out, batch)?,
         ))
     };
+    // Sampling is independent per model too: evaluate all four at once.
+    let (e_ref, e_kto, e_dpo, e_imb) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| eval(&reference));
+        let b = scope.spawn(|| eval(&kto));
+        let c = scope.spawn(|| eval(&dpo));
+        let d = eval(&kto_imbalanced);
+        let lost = || Err(LoopError::Other("an evaluation thread panicked".into()));
+        (
+            a.join().unwrap_or_else(|_| lost()),
+            b.join().unwrap_or_else(|_| lost()),
+            c.join().unwrap_or_else(|_| lost()),
+            d,
+        )
+    });
     let report = LoopReport::new(
         &stats,
         &imbalanced_stats,
         pairs.len(),
         [
+            ("SFT (reference)", "—", cfg.kto_loss, e_ref?),
+            ("KTO", "thumbs up/down", kto_weights, e_kto?),
+            ("DPO", "pairs from the same samples", cfg.kto_loss, e_dpo?),
             (
-                "SFT (reference)",
-                "—",
-                KtoConfig { ..cfg.kto_loss },
-                eval(&reference)?,
-            ),
-            ("KTO", "thumbs up/down", kto_weights, eval(&kto)?),
-            (
-                "DPO",
-                "pairs from the same samples",
-                KtoConfig { ..cfg.kto_loss },
-                eval(&dpo)?,
-            ),
-            (
-                "KTO, 90% of 👍 dropped",
+                "KTO, 90% of thumbs-up dropped",
                 "imbalanced thumbs",
                 imbalanced_weights,
-                eval(&kto_imbalanced)?,
+                e_imb?,
             ),
         ],
     );
@@ -324,6 +352,17 @@ pub fn run_loop<D: Device<f32>, M: LanguageModel<D>>(
         kto_imbalanced,
         feedback: records,
         report,
+    })
+}
+
+/// Waits for a training thread; a panic inside it becomes an error instead of aborting.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, TrainError>>) -> Result<T, TrainError> {
+    h.join().unwrap_or_else(|_| {
+        Err(TrainError::BadConfig {
+            name: "thread",
+            value: "panicked".into(),
+            expected: "a training run that finishes",
+        })
     })
 }
 

@@ -105,6 +105,23 @@ impl MetricsLog {
         }
     }
 
+    /// Appends another log's records (e.g. from a run on another thread), writing them out.
+    pub fn extend(&mut self, other: MetricsLog) -> Result<(), TrainError> {
+        let progress = self.progress.take();
+        for r in other.records {
+            self.push(r)?;
+        }
+        self.progress = progress;
+        Ok(())
+    }
+
+    /// A one-line message for whoever watches the progress (nothing when quiet).
+    pub fn note(&self, message: &str) {
+        if let Some(bar) = &self.progress {
+            bar.println(message);
+        }
+    }
+
     /// Every record so far.
     pub fn records(&self) -> &[StepRecord] {
         &self.records
