@@ -108,7 +108,7 @@ impl Default for LoopConfig {
             kto: TrainConfig {
                 steps: 100,
                 batch_size: 32,
-                lr: 3e-4,
+                lr: 5e-4,
                 warmup: 5,
                 adamw,
                 seed: 2,
@@ -121,14 +121,16 @@ impl Default for LoopConfig {
                 ..KtoConfig::default()
             },
             dpo: TrainConfig {
-                steps: 100,
+                steps: 50,
                 batch_size: 16,
                 lr: 1e-4,
                 warmup: 5,
                 adamw,
                 seed: 3,
             },
-            dpo_beta: 0.1,
+            // The same β as KTO, for a like-for-like comparison (DPO with β = 0.1 and this
+            // learning rate collapses the tiny model's fluency within a few epochs).
+            dpo_beta: 1.0,
             imbalanced_keep: 0.1,
             sft_checkpoint: None,
         }
