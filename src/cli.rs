@@ -37,6 +37,17 @@ enum Command {
     },
     /// Lab 3: SFT a tiny GPT, collect judged feedback, train KTO / DPO / imbalanced KTO, report.
     Train(TrainArgs),
+    /// Write a trained model as a Hugging Face GPT-2 checkpoint (transformers / TRL load it).
+    Export {
+        /// A new folder for config.json, model.safetensors and the tokenizer files.
+        dir: PathBuf,
+        /// The weights to export (written by `kto-lab train`).
+        #[arg(long, default_value = "out/lab3/kto.safetensors")]
+        model: PathBuf,
+        /// The tokenizer the model was trained with.
+        #[arg(long, default_value = "out/lab3/tokenizer.json")]
+        tokenizer: PathBuf,
+    },
     /// Compute a loss from log-probs and labels in a JSON file and print its metrics.
     Loss {
         /// A JSON file: {"loss": "kto", "policy_logps": [...], "reference_logps": [...], "labels": [...], ...}
@@ -206,6 +217,19 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => {
             let cfg = args.config()?;
             crate::lab3::run(&cfg, &args.out, !args.quiet, &mut out)
+        }
+        Command::Export {
+            dir,
+            model,
+            tokenizer,
+        } => {
+            let dev = kto_lab::model::device();
+            let weights = kto_lab::model::Model::from_file(&dev, &model)?;
+            let tokenizer = kto_lab::tokenizer::Tokenizer::load(&tokenizer)?;
+            for path in kto_lab::model::export_hf(&weights, &tokenizer, &dir)? {
+                writeln!(out, "wrote {}", path.display())?;
+            }
+            Ok(())
         }
         Command::Loss { file, json } => {
             let report = LossRequest::from_file(&file)?.compute(&file)?;

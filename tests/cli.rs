@@ -326,3 +326,34 @@ fn tour_prints_every_lab_and_writes_its_files() {
         9
     );
 }
+
+#[test]
+fn train_rejects_a_device_this_build_lacks_and_bad_beta() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lab3");
+    let o = kto_lab(&[
+        "train",
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cuda",
+        "--quiet",
+    ]);
+    assert_one_line_error(
+        &o,
+        "--device cuda: this build runs on cpu (build with --features cuda for cuda)",
+    );
+    let o = kto_lab(&[
+        "train",
+        "--out",
+        out.to_str().unwrap(),
+        "--beta",
+        "0",
+        "--quiet",
+    ]);
+    assert_one_line_error(&o, "`beta` = 0 is invalid: it must be a finite number > 0");
+    assert!(
+        !out.exists(),
+        "nothing is written before the settings are checked"
+    );
+}

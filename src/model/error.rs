@@ -92,6 +92,13 @@ pub enum ModelError {
         /// Its length.
         got: usize,
     },
+    /// An export would replace an existing file; names it. Exports never overwrite: a trained
+    /// model is hard to get back, so pick a new directory (or delete the old files yourself).
+    #[error("{path} already exists: refusing to overwrite it (export to a new directory)")]
+    WouldOverwrite {
+        /// The existing file.
+        path: PathBuf,
+    },
     /// The tensor device failed (out of memory, a CUDA error...).
     #[error("device: {0}")]
     Device(String),

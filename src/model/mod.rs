@@ -8,6 +8,7 @@
 //! | [`mlp`] | Linear → GELU → Linear |
 //! | [`block`] | a pre-LayerNorm transformer block |
 //! | [`gpt`] | embeddings, blocks, tied LM head; safetensors save/load |
+//! | [`export`] | a Hugging Face GPT-2 checkpoint (`config.json`, `model.safetensors`, tokenizer) |
 //! | [`logprobs`] | padded prompt/completion batches; log π(y\|x) and the SFT loss |
 //! | [`sample`] | greedy / temperature / top-k generation |
 //!
@@ -18,6 +19,7 @@ pub mod attention;
 pub mod block;
 pub mod config;
 mod error;
+pub mod export;
 pub mod gpt;
 pub mod init;
 mod lm;
@@ -46,6 +48,7 @@ pub fn device() -> crate::losses::Dev {
 
 pub use config::{Model, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
 pub use error::ModelError;
+pub use export::export_hf;
 pub use gpt::{tape_from, Gpt, Logits};
 pub use lm::LanguageModel;
 pub use logprobs::{TokenBatch, Truncation};

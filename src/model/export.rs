@@ -1,0 +1,414 @@
+//! Export to a Hugging Face GPT-2 checkpoint, so a student can take the model they trained here
+//! and continue with `transformers` / TRL on real hardware.
+//!
+//! [`export_hf`] writes a directory that `GPT2LMHeadModel.from_pretrained(dir)` and
+//! `AutoTokenizer.from_pretrained(dir)` load as-is:
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `config.json` | a `GPT2Config`: the sizes, `gelu_new`, the LayerNorm epsilon, no dropout |
+//! | `model.safetensors` | the weights under transformers' GPT-2 names and layouts |
+//! | `tokenizer.json` | our byte-level BPE tokenizer (already Hugging Face's format) |
+//! | `tokenizer_config.json` | `<|endoftext|>` as bos / eos / unk / pad, no prefix space |
+//! | `special_tokens_map.json` | the same special tokens, for older `transformers` |
+//!
+//! ## How our weights map onto GPT-2's
+//!
+//! Our architecture *is* GPT-2's (pre-LayerNorm blocks, learned positions, tied head, tanh
+//! GELU, attention scaled by 1/√head_dim); only the storage differs:
+//!
+//! - dfdx's `Linear<I, O>` stores `weight` as `[O, I]` (like `torch.nn.Linear`), while GPT-2
+//!   uses `Conv1D`, whose weight is `[I, O]`: every projection is written **transposed**.
+//! - GPT-2 fuses q, k and v into one `c_attn` projection `[M, 3M]`: columns `0..M` are q,
+//!   `M..2M` are k, `2M..3M` are v (the bias likewise). Both implementations split a
+//!   projection into heads the same way — head h is columns `h·hd..(h+1)·hd` — so no
+//!   per-head reordering is needed.
+//! - LayerNorm γ/β are GPT-2's `weight`/`bias`.
+//! - The LM head is tied to `wte`; `lm_head.weight` is not written (transformers re-ties it on
+//!   load, exactly as for OpenAI's own GPT-2 checkpoint).
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ::safetensors::tensor::{Dtype as StDtype, TensorView};
+use dfdx::nn::modules::{LayerNorm1D, Linear};
+use dfdx::prelude::*;
+use serde_json::{json, Value};
+
+use super::error::ModelError;
+use super::gpt::Gpt;
+use crate::tokenizer::{Tokenizer, EOS_TOKEN, MIN_VOCAB};
+
+/// `config.json`: the model's architecture for `transformers`.
+pub const CONFIG_FILE: &str = "config.json";
+/// `model.safetensors`: the weights, GPT-2 names and layouts.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// `tokenizer.json`: the tokenizer, Hugging Face `tokenizers` format.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// `tokenizer_config.json`: how `AutoTokenizer` should wrap `tokenizer.json`.
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+/// `special_tokens_map.json`: the special tokens, read by older `transformers` versions.
+pub const SPECIAL_TOKENS_FILE: &str = "special_tokens_map.json";
+
+/// Every file [`export_hf`] writes, in the order it writes them.
+pub const EXPORT_FILES: [&str; 5] = [
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    TOKENIZER_FILE,
+    TOKENIZER_CONFIG_FILE,
+    SPECIAL_TOKENS_FILE,
+];
+
+/// The activation name transformers gives our GELU. dfdx's `fast_gelu` is the tanh
+/// approximation `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, which is GPT-2's original GELU,
+/// called `"gelu_new"` in transformers (plain `"gelu"` there is the exact erf form).
+pub const HF_ACTIVATION: &str = "gelu_new";
+
+/// One tensor on the host, ready for safetensors: f32 values, row-major, with its shape.
+struct HostTensor {
+    name: String,
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl HostTensor {
+    fn new(name: String, shape: Vec<usize>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Self { name, shape, data }
+    }
+}
+
+/// A row-major `[rows, cols]` matrix transposed to `[cols, rows]`.
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+/// A dfdx `Linear<I, O>` (weight `[O, I]`) as GPT-2 `Conv1D` tensors: weight `[I, O]`, bias `[O]`.
+fn conv1d<const I: usize, const O: usize, D: Device<f32>>(
+    prefix: &str,
+    linear: &Linear<I, O, f32, D>,
+) -> [HostTensor; 2] {
+    [
+        HostTensor::new(
+            format!("{prefix}.weight"),
+            vec![I, O],
+            transpose(&linear.weight.as_vec(), O, I),
+        ),
+        HostTensor::new(format!("{prefix}.bias"), vec![O], linear.bias.as_vec()),
+    ]
+}
+
+/// q, k, v `Linear<M, M>`s fused into GPT-2's `c_attn`: weight `[M, 3M]` (row i = input
+/// feature i: its q, then k, then v output columns), bias `[3M]`.
+fn c_attn<const M: usize, D: Device<f32>>(
+    prefix: &str,
+    qkv: [&Linear<M, M, f32, D>; 3],
+) -> [HostTensor; 2] {
+    let mut weight = vec![0.0; M * 3 * M];
+    let mut bias = Vec::with_capacity(3 * M);
+    for (j, linear) in qkv.iter().enumerate() {
+        // dfdx stores [out, in]: w[o·M + i] is the weight from input i to output o.
+        let w = linear.weight.as_vec();
+        for i in 0..M {
+            for o in 0..M {
+                weight[i * 3 * M + j * M + o] = w[o * M + i];
+            }
+        }
+        bias.extend(linear.bias.as_vec());
+    }
+    [
+        HostTensor::new(format!("{prefix}.weight"), vec![M, 3 * M], weight),
+        HostTensor::new(format!("{prefix}.bias"), vec![3 * M], bias),
+    ]
+}
+
+/// A LayerNorm as GPT-2's `weight` (γ) and `bias` (β).
+fn layer_norm<const M: usize, D: Device<f32>>(
+    prefix: &str,
+    ln: &LayerNorm1D<M, f32, D>,
+) -> [HostTensor; 2] {
+    [
+        HostTensor::new(format!("{prefix}.weight"), vec![M], ln.gamma.as_vec()),
+        HostTensor::new(format!("{prefix}.bias"), vec![M], ln.beta.as_vec()),
+    ]
+}
+
+/// All weights under transformers' `GPT2LMHeadModel` names (`transformer.` prefix).
+fn hf_tensors<
+    const V: usize,
+    const M: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+    const S: usize,
+    D: Device<f32>,
+>(
+    model: &Gpt<V, M, H, F, L, S, f32, D>,
+) -> Vec<HostTensor> {
+    let mut out = vec![
+        HostTensor::new(
+            "transformer.wte.weight".into(),
+            vec![V, M],
+            model.wte.weight.as_vec(),
+        ),
+        HostTensor::new(
+            "transformer.wpe.weight".into(),
+            vec![S, M],
+            model.wpe.weight.as_vec(),
+        ),
+    ];
+    for (i, block) in model.h.modules.iter().enumerate() {
+        let p = format!("transformer.h.{i}");
+        let attn = &block.attn;
+        out.extend(layer_norm(&format!("{p}.ln_1"), &block.ln_1));
+        out.extend(c_attn(
+            &format!("{p}.attn.c_attn"),
+            [&attn.q, &attn.k, &attn.v],
+        ));
+        out.extend(conv1d(&format!("{p}.attn.c_proj"), &attn.c_proj));
+        out.extend(layer_norm(&format!("{p}.ln_2"), &block.ln_2));
+        out.extend(conv1d(&format!("{p}.mlp.c_fc"), &block.mlp.c_fc));
+        out.extend(conv1d(&format!("{p}.mlp.c_proj"), &block.mlp.c_proj));
+    }
+    out.extend(layer_norm("transformer.ln_f", &model.ln_f));
+    out
+}
+
+/// The one LayerNorm epsilon of the model. GPT-2's config has a single `layer_norm_epsilon`,
+/// so a model whose LayerNorms disagree cannot be exported faithfully: that is an error, not
+/// a silent pick.
+fn layer_norm_epsilon<
+    const V: usize,
+    const M: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+    const S: usize,
+    D: Device<f32>,
+>(
+    model: &Gpt<V, M, H, F, L, S, f32, D>,
+) -> Result<f64, ModelError> {
+    let eps = model.ln_f.epsilon;
+    let all = model
+        .h
+        .modules
+        .iter()
+        .flat_map(|b| [b.ln_1.epsilon, b.ln_2.epsilon]);
+    for other in all {
+        if other != eps {
+            return Err(ModelError::BadParameter {
+                name: "layer_norm epsilon",
+                value: format!("{other} (ln_f has {eps})"),
+                expected: "the same in every LayerNorm (GPT-2's config has one layer_norm_epsilon)",
+            });
+        }
+    }
+    Ok(eps)
+}
+
+/// The `config.json` of a `GPT2LMHeadModel` with our sizes. Dropout is 0 everywhere: our model
+/// has none, and a student continuing training can turn it on in the config.
+fn hf_config<
+    const V: usize,
+    const M: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+    const S: usize,
+>(
+    eos_id: u32,
+    layer_norm_epsilon: f64,
+) -> Value {
+    json!({
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": V,
+        "n_positions": S,
+        "n_embd": M,
+        "n_layer": L,
+        "n_head": H,
+        "n_inner": F,
+        "activation_function": HF_ACTIVATION,
+        "layer_norm_epsilon": layer_norm_epsilon,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+        "summary_first_dropout": 0.0,
+        // GPT-2's init std (`init::INIT_STD`, written as f64: the f32 would print 0.01999…).
+        "initializer_range": 0.02,
+        "scale_attn_weights": true,
+        "scale_attn_by_inverse_layer_idx": false,
+        "reorder_and_upcast_attn": false,
+        "tie_word_embeddings": true,
+        "use_cache": true,
+        "bos_token_id": eos_id,
+        "eos_token_id": eos_id,
+        "pad_token_id": eos_id,
+        "torch_dtype": "float32",
+    })
+}
+
+/// `tokenizer_config.json`: a GPT-2 fast tokenizer around `tokenizer.json`, with
+/// `<|endoftext|>` as every special token (GPT-2's convention, and our padding token), no
+/// prefix space (our tokenizer adds none) and our context as the maximum length.
+fn tokenizer_config(max_len: usize) -> Value {
+    json!({
+        "tokenizer_class": "GPT2TokenizerFast",
+        "bos_token": EOS_TOKEN,
+        "eos_token": EOS_TOKEN,
+        "unk_token": EOS_TOKEN,
+        "pad_token": EOS_TOKEN,
+        "add_prefix_space": false,
+        "add_bos_token": false,
+        "clean_up_tokenization_spaces": false,
+        "model_max_length": max_len,
+    })
+}
+
+fn special_tokens_map() -> Value {
+    json!({
+        "bos_token": EOS_TOKEN,
+        "eos_token": EOS_TOKEN,
+        "unk_token": EOS_TOKEN,
+        "pad_token": EOS_TOKEN,
+    })
+}
+
+/// The weights as `.safetensors` bytes (f32, metadata `format: pt`, which transformers checks).
+fn safetensors_bytes(tensors: &[HostTensor], path: &Path) -> Result<Vec<u8>, ModelError> {
+    let st_err = |e: ::safetensors::tensor::SafeTensorError| ModelError::Safetensors {
+        path: path.to_path_buf(),
+        message: format!("{e:?}"),
+    };
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            Ok((
+                t.name.as_str(),
+                TensorView::new(StDtype::F32, t.shape.clone(), b)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, ::safetensors::tensor::SafeTensorError>>()
+        .map_err(st_err)?;
+    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+    ::safetensors::tensor::serialize(views, &metadata).map_err(st_err)
+}
+
+fn json_bytes(value: &Value) -> Vec<u8> {
+    // Serializing a `Value` cannot fail (all keys are strings); fall back to compact just in case.
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    text.push('\n');
+    text.into_bytes()
+}
+
+/// Writes `bytes` to a *new* file: an existing one is never replaced, even if it appeared
+/// after the up-front check (`create_new` makes the check and the creation one step).
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let io_err = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AlreadyExists {
+                ModelError::WouldOverwrite {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                io_err(source)
+            }
+        })?;
+    file.write_all(bytes).map_err(io_err)?;
+    file.sync_all().map_err(io_err)
+}
+
+/// Writes `model` and `tokenizer` to `dir` as a Hugging Face GPT-2 checkpoint
+/// ([`EXPORT_FILES`]) and returns the paths written.
+///
+/// Why: lab 3 trains a toy model on a laptop; this lets a student load the *same* model with
+/// `transformers.GPT2LMHeadModel.from_pretrained(dir)` and carry on with TRL (KTO, DPO…) on
+/// larger hardware. transformers scores it like we do (`scripts/check_hf_export.py` checks
+/// per-sequence log-probs to 1e-4).
+///
+/// `dir` is created if missing. Nothing is ever overwritten: if any of the files already
+/// exists in `dir`, this fails with [`ModelError::WouldOverwrite`] naming it, before writing
+/// anything. Other errors: a tokenizer with more tokens than the model has embeddings
+/// ([`ModelError::BadVocabSize`]), LayerNorms with different epsilons
+/// ([`ModelError::BadParameter`]), and I/O failures ([`ModelError::Io`], naming the path).
+pub fn export_hf<
+    const V: usize,
+    const M: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+    const S: usize,
+    D: Device<f32>,
+>(
+    model: &Gpt<V, M, H, F, L, S, f32, D>,
+    tokenizer: &Tokenizer,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, ModelError> {
+    if tokenizer.vocab_size() > V {
+        return Err(ModelError::BadVocabSize {
+            got: tokenizer.vocab_size(),
+            min: MIN_VOCAB,
+            max: V,
+        });
+    }
+    let eps = layer_norm_epsilon(model)?;
+    let paths: Vec<PathBuf> = EXPORT_FILES.iter().map(|f| dir.join(f)).collect();
+    // Refuse before writing anything, so a refused export leaves `dir` as it was.
+    if let Some(existing) = paths.iter().find(|p| p.exists()) {
+        return Err(ModelError::WouldOverwrite {
+            path: existing.clone(),
+        });
+    }
+
+    // Build every file in memory first: a failure here also leaves `dir` untouched.
+    let contents: [Vec<u8>; 5] = [
+        json_bytes(&hf_config::<V, M, H, F, L, S>(tokenizer.eos_id(), eps)),
+        safetensors_bytes(&hf_tensors(model), &paths[1])?,
+        tokenizer.to_json()?.into_bytes(),
+        json_bytes(&tokenizer_config(S)),
+        json_bytes(&special_tokens_map()),
+    ];
+
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (path, bytes) in paths.iter().zip(&contents) {
+        write_new(path, bytes)?;
+    }
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        // [[1, 2, 3], [4, 5, 6]] → [[1, 4], [2, 5], [3, 6]]
+        assert_eq!(
+            transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3),
+            vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! `model::export_hf`: the Hugging Face GPT-2 checkpoint. The Rust tests read the files back
+//! and check names, shapes, layouts and configs; the `#[ignore]`d test at the end hands the
+//! export to Python `transformers` and compares log-probs (see `scripts/check_hf_export.py`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ::safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
+use dfdx::prelude::*;
+use kto_lab::model::config::tiny::{self, TinyModel};
+use kto_lab::model::export::EXPORT_FILES;
+use kto_lab::model::{export_hf, Gpt, Model, ModelError, TokenBatch};
+use kto_lab::tokenizer::Tokenizer;
+use kto_lab::world;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde_json::{json, Value};
+
+fn tiny_tokenizer() -> Tokenizer {
+    Tokenizer::train(&world::tokenizer_corpus(), tiny::VOCAB).expect("tokenizer trains")
+}
+
+/// Adds N(0, std²) noise to *every* parameter (via the model's own safetensors file), so zero
+/// biases and identity LayerNorms from the init cannot hide a wrong mapping.
+fn perturb<
+    const V: usize,
+    const M: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+    const S: usize,
+>(
+    model: &mut Gpt<V, M, H, F, L, S, f32, Cpu>,
+    std: f32,
+    seed: u64,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("w.safetensors");
+    model.save(&path).expect("save");
+    let bytes = std::fs::read(&path).expect("read weights");
+    let st = SafeTensors::deserialize(&bytes).expect("parse weights");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let noise = Normal::new(0.0f32, std).expect("std > 0");
+    // Only the f32 weights: dfdx also stores each LayerNorm's epsilon (an f64 scalar).
+    // Sorted by name: `tensors()` comes from a HashMap, and the noise must not depend on its order.
+    let mut tensors = st.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let noisy: Vec<(String, StDtype, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, view)| {
+            let data: Vec<u8> = if view.dtype() == StDtype::F32 {
+                view.data()
+                    .chunks_exact(4)
+                    .flat_map(|b| {
+                        let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                        (x + noise.sample(&mut rng)).to_le_bytes()
+                    })
+                    .collect()
+            } else {
+                view.data().to_vec()
+            };
+            (name, view.dtype(), view.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = noisy
+        .iter()
+        .map(|(n, t, s, d)| (n.clone(), TensorView::new(*t, s.clone(), d).expect("view")))
+        .collect();
+    let out = ::safetensors::tensor::serialize(views, &None).expect("serialize");
+    std::fs::write(&path, out).expect("write weights");
+    model.load(&path).expect("load perturbed weights");
+}
+
+fn perturbed_tiny(seed: u64) -> TinyModel {
+    let mut model = TinyModel::init(&Cpu::default(), seed);
+    perturb(&mut model, 0.1, seed);
+    model
+}
+
+/// The exported weights: name → (shape, values).
+fn read_weights(dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(dir.join("model.safetensors")).expect("read model.safetensors");
+    let st = SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), StDtype::F32, "{name}");
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, (view.shape().to_vec(), values))
+        })
+        .collect()
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("read json");
+    serde_json::from_str(&text).expect("valid json")
+}
+
+/// Row-major `[rows, cols]` → column `c` of the given column range, as a `[rows, width]` block.
+fn columns(data: &[f32], cols: usize, from: usize, width: usize) -> Vec<f32> {
+    data.chunks_exact(cols)
+        .flat_map(|row| row[from..from + width].to_vec())
+        .collect()
+}
+
+fn transposed(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| data[r * cols + c]))
+        .collect()
+}
+
+#[test]
+fn export_writes_gpt2_tensor_names_and_shapes() {
+    let (m, f, s, v) = (tiny::D_MODEL, tiny::D_FF, tiny::MAX_SEQ, tiny::VOCAB);
+    let model = perturbed_tiny(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let written = export_hf(&model, &tiny_tokenizer(), dir.path()).expect("export");
+    let expected_files: Vec<PathBuf> = EXPORT_FILES.iter().map(|f| dir.path().join(f)).collect();
+    assert_eq!(written, expected_files);
+    for path in &written {
+        assert!(path.is_file(), "{}", path.display());
+    }
+
+    let mut expected: BTreeMap<String, Vec<usize>> = BTreeMap::from([
+        ("transformer.wte.weight".into(), vec![v, m]),
+        ("transformer.wpe.weight".into(), vec![s, m]),
+        ("transformer.ln_f.weight".into(), vec![m]),
+        ("transformer.ln_f.bias".into(), vec![m]),
+    ]);
+    for i in 0..tiny::N_LAYERS {
+        for (name, shape) in [
+            ("ln_1.weight", vec![m]),
+            ("ln_1.bias", vec![m]),
+            ("attn.c_attn.weight", vec![m, 3 * m]),
+            ("attn.c_attn.bias", vec![3 * m]),
+            ("attn.c_proj.weight", vec![m, m]),
+            ("attn.c_proj.bias", vec![m]),
+            ("ln_2.weight", vec![m]),
+            ("ln_2.bias", vec![m]),
+            ("mlp.c_fc.weight", vec![m, f]),
+            ("mlp.c_fc.bias", vec![f]),
+            ("mlp.c_proj.weight", vec![f, m]),
+            ("mlp.c_proj.bias", vec![m]),
+        ] {
+            expected.insert(format!("transformer.h.{i}.{name}"), shape);
+        }
+    }
+    let got: BTreeMap<String, Vec<usize>> = read_weights(dir.path())
+        .into_iter()
+        .map(|(name, (shape, _))| (name, shape))
+        .collect();
+    // Exactly these: no dfdx names, no `lm_head.weight` (tied, re-tied by transformers).
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn export_transposes_linears_and_fuses_qkv_like_gpt2_conv1d() {
+    let m = tiny::D_MODEL;
+    let f = tiny::D_FF;
+    let model = perturbed_tiny(2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    export_hf(&model, &tiny_tokenizer(), dir.path()).expect("export");
+    let w = read_weights(dir.path());
+    let get = |name: &str| &w[name].1;
+
+    assert_eq!(get("transformer.wte.weight"), &model.wte.weight.as_vec());
+    assert_eq!(get("transformer.wpe.weight"), &model.wpe.weight.as_vec());
+    assert_eq!(get("transformer.ln_f.weight"), &model.ln_f.gamma.as_vec());
+    assert_eq!(get("transformer.ln_f.bias"), &model.ln_f.beta.as_vec());
+    for (i, block) in model.h.modules.iter().enumerate() {
+        let p = format!("transformer.h.{i}");
+        let attn = &block.attn;
+        // c_attn.weight [M, 3M]: columns 0..M are qᵀ, M..2M kᵀ, 2M..3M vᵀ (dfdx stores [out, in]).
+        let c_attn = get(&format!("{p}.attn.c_attn.weight"));
+        for (j, lin) in [&attn.q, &attn.k, &attn.v].into_iter().enumerate() {
+            assert_eq!(
+                columns(c_attn, 3 * m, j * m, m),
+                transposed(&lin.weight.as_vec(), m, m),
+                "{p} c_attn block {j}"
+            );
+        }
+        let bias: Vec<f32> = [&attn.q, &attn.k, &attn.v]
+            .iter()
+            .flat_map(|l| l.bias.as_vec())
+            .collect();
+        assert_eq!(get(&format!("{p}.attn.c_attn.bias")), &bias);
+        assert_eq!(
+            get(&format!("{p}.attn.c_proj.weight")),
+            &transposed(&attn.c_proj.weight.as_vec(), m, m)
+        );
+        assert_eq!(
+            get(&format!("{p}.attn.c_proj.bias")),
+            &attn.c_proj.bias.as_vec()
+        );
+        assert_eq!(
+            get(&format!("{p}.mlp.c_fc.weight")),
+            &transposed(&block.mlp.c_fc.weight.as_vec(), f, m)
+        );
+        assert_eq!(
+            get(&format!("{p}.mlp.c_fc.bias")),
+            &block.mlp.c_fc.bias.as_vec()
+        );
+        assert_eq!(
+            get(&format!("{p}.mlp.c_proj.weight")),
+            &transposed(&block.mlp.c_proj.weight.as_vec(), m, f)
+        );
+        assert_eq!(get(&format!("{p}.ln_1.weight")), &block.ln_1.gamma.as_vec());
+        assert_eq!(get(&format!("{p}.ln_1.bias")), &block.ln_1.beta.as_vec());
+        assert_eq!(get(&format!("{p}.ln_2.weight")), &block.ln_2.gamma.as_vec());
+        assert_eq!(get(&format!("{p}.ln_2.bias")), &block.ln_2.beta.as_vec());
+    }
+    // transformers refuses safetensors files without `format: pt` metadata.
+    let bytes = std::fs::read(dir.path().join("model.safetensors")).expect("read");
+    let (_, meta) = SafeTensors::read_metadata(&bytes).expect("header");
+    let info: HashMap<String, String> = meta.metadata().clone().unwrap_or_default();
+    assert_eq!(info.get("format").map(String::as_str), Some("pt"));
+}
+
+#[test]
+fn config_json_is_a_gpt2_config_of_the_model() {
+    let tok = tiny_tokenizer();
+    let dir = tempfile::tempdir().expect("tempdir");
+    export_hf(&perturbed_tiny(3), &tok, dir.path()).expect("export");
+    let config = read_json(&dir.path().join("config.json"));
+    let eos = tok.eos_id();
+    for (key, want) in [
+        ("model_type", json!("gpt2")),
+        ("architectures", json!(["GPT2LMHeadModel"])),
+        ("vocab_size", json!(tiny::VOCAB)),
+        ("n_positions", json!(tiny::MAX_SEQ)),
+        ("n_embd", json!(tiny::D_MODEL)),
+        ("n_layer", json!(tiny::N_LAYERS)),
+        ("n_head", json!(tiny::N_HEADS)),
+        ("n_inner", json!(tiny::D_FF)),
+        ("activation_function", json!("gelu_new")),
+        ("layer_norm_epsilon", json!(1e-5)),
+        ("resid_pdrop", json!(0.0)),
+        ("embd_pdrop", json!(0.0)),
+        ("attn_pdrop", json!(0.0)),
+        ("tie_word_embeddings", json!(true)),
+        ("scale_attn_weights", json!(true)),
+        ("scale_attn_by_inverse_layer_idx", json!(false)),
+        ("bos_token_id", json!(eos)),
+        ("eos_token_id", json!(eos)),
+        ("pad_token_id", json!(eos)),
+    ] {
+        assert_eq!(config[key], want, "config.json `{key}`");
+    }
+    let tok_config = read_json(&dir.path().join("tokenizer_config.json"));
+    for key in ["bos_token", "eos_token", "pad_token"] {
+        assert_eq!(tok_config[key], json!("<|endoftext|>"), "{key}");
+    }
+    assert_eq!(tok_config["model_max_length"], json!(tiny::MAX_SEQ));
+    let special = read_json(&dir.path().join("special_tokens_map.json"));
+    assert_eq!(special["eos_token"], json!("<|endoftext|>"));
+}
+
+#[test]
+fn exported_tokenizer_json_is_the_same_tokenizer() {
+    let tok = tiny_tokenizer();
+    let dir = tempfile::tempdir().expect("tempdir");
+    export_hf(&perturbed_tiny(4), &tok, dir.path()).expect("export");
+    let back = Tokenizer::load(dir.path().join("tokenizer.json")).expect("load");
+    let text = world::lm_text("What is the capital of France?", Some("Paris."));
+    assert_eq!(back.encode(&text).unwrap(), tok.encode(&text).unwrap());
+    assert_eq!(back.eos_id(), tok.eos_id());
+    assert_eq!(back.to_json().unwrap(), tok.to_json().unwrap());
+}
+
+#[test]
+fn export_creates_missing_directories() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("runs").join("hf");
+    export_hf(&perturbed_tiny(5), &tiny_tokenizer(), &dir).expect("export");
+    assert!(dir.join("model.safetensors").is_file());
+}
+
+#[test]
+fn export_refuses_to_overwrite_and_names_the_file() {
+    let (model, tok) = (perturbed_tiny(6), tiny_tokenizer());
+    let dir = tempfile::tempdir().expect("tempdir");
+    export_hf(&model, &tok, dir.path()).expect("first export");
+    let before = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+    match export_hf(&model, &tok, dir.path()) {
+        Err(ModelError::WouldOverwrite { path }) => {
+            assert_eq!(path, dir.path().join("config.json"))
+        }
+        other => panic!("expected WouldOverwrite, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("model.safetensors")).unwrap(),
+        before
+    );
+
+    // One stray file is enough, and nothing else gets written.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("tokenizer.json"), "mine").unwrap();
+    let err = export_hf(&model, &tok, dir.path()).expect_err("must refuse");
+    assert!(
+        err.to_string().contains("tokenizer.json"),
+        "error names the file: {err}"
+    );
+    assert!(!dir.path().join("config.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("tokenizer.json")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn export_refuses_a_tokenizer_bigger_than_the_embedding() {
+    // 400 tokens do not fit the tiny model's 300 embeddings.
+    let big = Tokenizer::train(&world::tokenizer_corpus(), 400).expect("tokenizer");
+    assert!(big.vocab_size() > tiny::VOCAB);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = export_hf(&perturbed_tiny(7), &big, dir.path()).expect_err("must refuse");
+    assert!(
+        matches!(
+            err,
+            ModelError::BadVocabSize {
+                max: tiny::VOCAB,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!dir.path().join("config.json").exists());
+}
+
+#[test]
+fn export_refuses_layer_norms_with_different_epsilons() {
+    let mut model = perturbed_tiny(8);
+    model.h.modules[1].ln_2.epsilon = 1e-6;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = export_hf(&model, &tiny_tokenizer(), dir.path()).expect_err("must refuse");
+    assert!(matches!(err, ModelError::BadParameter { .. }), "{err:?}");
+}
+
+/// Prompt/completion pairs from the toy world, tokenized: the lab's real inputs.
+fn world_pairs(tok: &Tokenizer) -> Vec<(Vec<u32>, Vec<u32>)> {
+    world::prompts()
+        .iter()
+        .take(12)
+        .enumerate()
+        .map(|(i, prompt)| {
+            let question = prompt.question.clone();
+            let answer = if i % 2 == 0 {
+                world::good_answer(prompt)
+            } else {
+                world::wrong_answers(prompt)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "I do not know.".into())
+            };
+            let p = tok
+                .encode(&world::lm_text(&question, None))
+                .expect("encode");
+            let mut c = tok.encode(&format!(" {answer}\n")).expect("encode");
+            c.push(tok.eos_id());
+            (p, c)
+        })
+        .collect()
+}
+
+/// The real check: transformers' `GPT2LMHeadModel` loads the export and gives the same
+/// per-sequence completion log-probs as our model, to 1e-4 (`scripts/check_hf_export.py`).
+///
+/// Needs Python with `torch` and `transformers` (`pip install torch transformers`); set
+/// `KTO_LAB_PYTHON` to pick the interpreter (default `python3`), and `KTO_LAB_HF_CHECK_DIR` to
+/// keep the export and `pairs.json` there instead of in a temporary directory. Run with
+/// `cargo test --test export -- --ignored`.
+#[test]
+#[ignore = "needs Python with torch + transformers; run with --ignored"]
+fn hf_transformers_scores_the_export_identically() {
+    let dev = Cpu::default();
+    let mut model = Model::init(&dev, 11);
+    // Noise on every tensor (biases, LayerNorms included), enough that the log-probs are far
+    // from uniform; much more makes them huge (−100s) and f32 rounding alone nears 1e-4.
+    perturb(&mut model, 0.1, 11);
+    let tok =
+        Tokenizer::train(&world::tokenizer_corpus(), kto_lab::model::VOCAB).expect("tokenizer");
+    // KTO_LAB_HF_CHECK_DIR (a new directory) keeps the export and pairs.json for a look.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = std::env::var_os("KTO_LAB_HF_CHECK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let dir = root.join("hf");
+    export_hf(&model, &tok, &dir).expect("export");
+
+    let mut pairs = world_pairs(&tok);
+    // One row longer than the context (prompt cut from the left), one with a 1-token prompt.
+    let long_prompt: Vec<u32> = (0..80).map(|i| (i * 7 % 500) as u32).collect();
+    pairs.push((long_prompt, vec![5, 6, 7]));
+    pairs.push((vec![tok.eos_id()], vec![100, 200, 300, 400]));
+    let batch = TokenBatch::new(&pairs, tok.eos_id(), kto_lab::model::MAX_SEQ).expect("batch");
+    let logps = model
+        .sequence_logprobs(&batch, NoneTape)
+        .expect("logprobs")
+        .as_vec();
+    // Write the pairs *as scored* (after truncation), so Python scores the same tokens.
+    let rows: Vec<Value> = pairs
+        .iter()
+        .enumerate()
+        .map(|(r, (p, c))| {
+            let trunc = batch.truncations.iter().find(|t| t.row == r);
+            let (pd, cd) = trunc.map_or((0, 0), |t| (t.prompt_dropped, t.completion_dropped));
+            json!({
+                "prompt_ids": &p[pd..],
+                "completion_ids": &c[..c.len() - cd],
+                "logprob": logps[r],
+            })
+        })
+        .collect();
+    let texts: Vec<Value> = world::prompts()
+        .iter()
+        .take(5)
+        .map(|p| {
+            let text = world::lm_text(&p.question, Some(&world::good_answer(p)));
+            json!({ "text": text, "ids": tok.encode(&text).expect("encode") })
+        })
+        .collect();
+    let pairs_path = root.join("pairs.json");
+    let doc = json!({ "eos_id": tok.eos_id(), "pairs": rows, "texts": texts });
+    std::fs::write(&pairs_path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+
+    let python = std::env::var("KTO_LAB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_hf_export.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(&dir)
+        .arg(&pairs_path)
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "check_hf_export.py failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("OK"), "no OK summary line:\n{stdout}");
+}
