@@ -23,7 +23,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::error::{check_finite, check_positive, LossError};
-use super::ops::{host, masked_mean};
+use super::ops::{host, masked_mean, per_label};
 use super::{Batch, Scalar};
 
 /// KTO's hyper-parameters, named as in TRL's `KTOConfig`.
@@ -175,22 +175,8 @@ fn unpaired_loss<D: Device<f32>, T: Tape<f32, D>>(
 
     // Per-example sign and weight: desirable examples want r above z0, undesirable below.
     let dev = policy_logps.device().clone();
-    let signed_beta: Vec<f32> = labels
-        .iter()
-        .map(|&good| if good { cfg.beta } else { -cfg.beta })
-        .collect();
-    let weight: Vec<f32> = labels
-        .iter()
-        .map(|&good| {
-            if good {
-                cfg.desirable_weight
-            } else {
-                cfg.undesirable_weight
-            }
-        })
-        .collect();
-    let signed_beta = dev.tensor_from_vec(signed_beta, (n,));
-    let weight = dev.tensor_from_vec(weight, (n,));
+    let signed_beta = per_label(&dev, labels, cfg.beta, -cfg.beta);
+    let weight = per_label(&dev, labels, cfg.desirable_weight, cfg.undesirable_weight);
 
     // β(r − z0) for desirable, β(z0 − r) for undesirable.
     let logits = ((policy_logps - reference_logps.clone()) - z0) * signed_beta;

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::error::{check_finite, LossError};
 use super::kto::KtoConfig;
-use super::ops::{host, log_sigmoid, masked_mean};
+use super::ops::{host, log_sigmoid, masked_mean, per_label};
 use super::{Batch, Scalar};
 
 /// The seed notebook's metrics for [`kto_batch_mean()`]. `None` (JSON `null`) for an absent class.
@@ -64,22 +64,13 @@ pub fn kto_batch_mean<D: Device<f32>, T: Tape<f32, D>>(
     // Each example's weight folds in its class mean: λD/nD or λU/nU, so a plain sum gives
     // λD·L_D + λU·L_U in one expression.
     let dev = policy_logps.device().clone();
-    let signed_beta: Vec<f32> = labels
-        .iter()
-        .map(|&g| if g { cfg.beta } else { -cfg.beta })
-        .collect();
-    let weight: Vec<f32> = labels
-        .iter()
-        .map(|&g| {
-            if g {
-                cfg.desirable_weight / n_good as f32
-            } else {
-                cfg.undesirable_weight / n_bad as f32
-            }
-        })
-        .collect();
-    let signed_beta = dev.tensor_from_vec(signed_beta, (n,));
-    let weight = dev.tensor_from_vec(weight, (n,));
+    let signed_beta = per_label(&dev, labels, cfg.beta, -cfg.beta);
+    let weight = per_label(
+        &dev,
+        labels,
+        cfg.desirable_weight / n_good as f32,
+        cfg.undesirable_weight / n_bad as f32,
+    );
 
     let logits = ((policy_logps - reference_logps.clone()) - baseline) * signed_beta;
     let per_example = log_sigmoid(logits).negate();

@@ -25,6 +25,20 @@ pub(crate) fn host<D: Device<f32>, T>(t: &Tensor<(usize,), f32, D, T>) -> Vec<f3
     }
 }
 
+/// One value per example: `up` for a thumbs up, `down` for a thumbs down, as a batch tensor.
+pub(crate) fn per_label<D: Device<f32>>(
+    dev: &D,
+    labels: &[bool],
+    up: f32,
+    down: f32,
+) -> Tensor<(usize,), f32, D> {
+    let values = labels
+        .iter()
+        .map(|&good| if good { up } else { down })
+        .collect();
+    dev.tensor_from_vec(values, (labels.len(),))
+}
+
 /// The mean of the selected entries, or `None` when nothing is selected.
 pub(crate) fn masked_mean(values: &[f32], keep: impl Fn(usize) -> bool) -> Option<f32> {
     let (sum, n) = values

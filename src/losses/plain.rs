@@ -54,22 +54,32 @@ fn grad(grads: &Gradients<f32, Cpu>, t: &Tensor<(usize,), f32, Cpu>) -> Vec<f32>
     grads.get(t).as_vec()
 }
 
-/// [`super::kto()`] on slices.
-pub fn kto(b: &UnpairedBatch, cfg: &KtoConfig) -> Result<LossOutput<KtoMetrics>, LossError> {
+type Cpu1 = Tensor<(usize,), f32, Cpu>;
+type Traced = Tensor<(usize,), f32, Cpu, OwnedTape<f32, Cpu>>;
+type LossAndMetrics<M> = (Tensor<(), f32, Cpu, OwnedTape<f32, Cpu>>, M);
+
+/// Runs an unpaired tensor loss on the batch's slices and reads back ∂loss/∂policy.
+fn unpaired<M>(
+    b: &UnpairedBatch,
+    loss_fn: impl FnOnce(&Cpu, Traced, &Cpu1) -> Result<LossAndMetrics<M>, LossError>,
+) -> Result<LossOutput<M>, LossError> {
     let dev = Cpu::default();
     let policy = batch(&dev, b.policy_logps);
-    let (loss, metrics) = super::kto(
-        policy.leaky_trace(),
-        &batch(&dev, b.reference_logps),
-        &batch(&dev, b.kl_policy_logps),
-        &batch(&dev, b.kl_reference_logps),
-        b.labels,
-        cfg,
-    )?;
+    let reference = batch(&dev, b.reference_logps);
+    let (loss, metrics) = loss_fn(&dev, policy.leaky_trace(), &reference)?;
     let grads = loss.backward();
     Ok(LossOutput {
         metrics,
         grad_policy_logps: grad(&grads, &policy),
+    })
+}
+
+/// [`super::kto()`] on slices.
+pub fn kto(b: &UnpairedBatch, cfg: &KtoConfig) -> Result<LossOutput<KtoMetrics>, LossError> {
+    unpaired(b, |dev, policy, reference| {
+        let kl_policy = batch(dev, b.kl_policy_logps);
+        let kl_reference = batch(dev, b.kl_reference_logps);
+        super::kto(policy, reference, &kl_policy, &kl_reference, b.labels, cfg)
     })
 }
 
@@ -78,18 +88,8 @@ pub fn apo_zero_unpaired(
     b: &UnpairedBatch,
     cfg: &KtoConfig,
 ) -> Result<LossOutput<KtoMetrics>, LossError> {
-    let dev = Cpu::default();
-    let policy = batch(&dev, b.policy_logps);
-    let (loss, metrics) = super::apo_zero_unpaired(
-        policy.leaky_trace(),
-        &batch(&dev, b.reference_logps),
-        b.labels,
-        cfg,
-    )?;
-    let grads = loss.backward();
-    Ok(LossOutput {
-        metrics,
-        grad_policy_logps: grad(&grads, &policy),
+    unpaired(b, |_, policy, reference| {
+        super::apo_zero_unpaired(policy, reference, b.labels, cfg)
     })
 }
 
@@ -98,18 +98,8 @@ pub fn kto_batch_mean(
     b: &UnpairedBatch,
     cfg: &KtoConfig,
 ) -> Result<LossOutput<BatchMeanMetrics>, LossError> {
-    let dev = Cpu::default();
-    let policy = batch(&dev, b.policy_logps);
-    let (loss, metrics) = super::kto_batch_mean(
-        policy.leaky_trace(),
-        &batch(&dev, b.reference_logps),
-        b.labels,
-        cfg,
-    )?;
-    let grads = loss.backward();
-    Ok(LossOutput {
-        metrics,
-        grad_policy_logps: grad(&grads, &policy),
+    unpaired(b, |_, policy, reference| {
+        super::kto_batch_mean(policy, reference, b.labels, cfg)
     })
 }
 
