@@ -14,8 +14,10 @@
 //! | [`world`] | lab 3's toy world: prompts with one right answer, good and bad answers, the SFT mix, a rule-based judge, feedback records | 3 |
 //! | [`train`] | lab 3's optimizer (AdamW with clipping, schedule) and trainers | 3 |
 //! | [`math`] | scalar σ and log σ | — |
+//! | [`bench`] | tokens/s of lab 3's SFT and KTO steps, beside `bench/torch_bench.py` | 3 |
 //! | [`report`] | aligned metric tables for people | — |
 
+pub mod bench;
 pub mod charts;
 pub mod feedback;
 pub mod losses;

@@ -2,7 +2,7 @@
 //!
 //! Attention moves information *between* positions; the MLP then transforms each position's
 //! vector on its own, through a 4× wider hidden layer. GELU is GPT-2's smooth ReLU (the tanh
-//! approximation, dfdx's `fast_gelu`, which is the one GPT-2 used).
+//! approximation, the one GPT-2 used, as dfdx's `fast_gelu` computes it; see [`tanh_gelu`]).
 
 use dfdx::nn::modules::Linear;
 use dfdx::prelude::*;
@@ -33,9 +33,34 @@ impl<const M: usize, const F: usize, D: Device<f32>> Mlp<M, F, f32, D> {
         &self,
         x: Hidden<M, D, T>,
     ) -> Result<Hidden<M, D, T>, D::Err> {
-        let h = self.c_fc.try_forward(x)?.try_fast_gelu()?;
+        let h = tanh_gelu(self.c_fc.try_forward(x)?)?;
         self.c_proj.try_forward(h)
     }
+}
+
+/// √(2/π), the scale inside GPT-2's tanh GELU.
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+/// The cubic coefficient of GPT-2's tanh GELU.
+const GELU_CUBIC: f32 = 0.044_715;
+
+/// GPT-2's tanh GELU, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` — the function of dfdx's
+/// `fast_gelu` — computed as `x·σ(2·√(2/π)·(x + 0.044715·x³))`, since `(1 + tanh(u))/2 = σ(2u)`.
+///
+/// Same function, cheaper on a CPU: dfdx's kernel calls libm's `tanhf` once in the forward and
+/// again in the backward, and `tanhf` is slow (a quarter of a lab-3 training step); `σ` needs
+/// one `expf`, and its derivative reuses its output. The price is a few cheap element-wise ops.
+pub fn tanh_gelu<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
+    x: Tensor<S, f32, D, T>,
+) -> Result<Tensor<S, f32, D, T>, D::Err> {
+    let two_c = 2.0 * SQRT_2_OVER_PI;
+    // 2c·(x + k·x³) = x·(2c + 2ck·x²)
+    let u = x
+        .with_empty_tape()
+        .try_square()?
+        .try_mul(two_c * GELU_CUBIC)?
+        .try_add(two_c)?
+        .try_mul(x.with_empty_tape())?;
+    u.try_sigmoid()?.try_mul(x)
 }
 
 impl<const M: usize, const F: usize, D: Device<f32>> TensorCollection<f32, D>
@@ -53,5 +78,28 @@ impl<const M: usize, const F: usize, D: Device<f32>> TensorCollection<f32, D>
             ),
             |(c_fc, c_proj)| Mlp { c_fc, c_proj },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tanh_gelu_is_dfdx_fast_gelu_values_and_gradients() {
+        let dev = Cpu::default();
+        let xs: Vec<f32> = (0..161).map(|i| -8.0 + 0.1 * i as f32).collect();
+        let x = dev.tensor_from_vec(xs.clone(), (xs.len(),));
+
+        let ours = tanh_gelu(x.leaky_trace()).unwrap();
+        let reference = x.leaky_trace().fast_gelu();
+        for (a, b) in ours.as_vec().iter().zip(reference.as_vec()) {
+            assert!((a - b).abs() <= 1e-6 + 1e-6 * b.abs(), "{a} vs {b}");
+        }
+        let g_ours = ours.sum().backward().get(&x).as_vec();
+        let g_ref = reference.sum().backward().get(&x).as_vec();
+        for (a, b) in g_ours.iter().zip(&g_ref) {
+            assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+        }
     }
 }
