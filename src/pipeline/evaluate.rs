@@ -83,6 +83,39 @@ pub struct Evaluation {
     /// Monte-Carlo estimate of KL(πθ ‖ πref) per completion: the mean over the model's own
     /// samples of log πθ(y|x) − log πref(y|x). 0 for the reference itself.
     pub kl_to_reference: f64,
+    /// Samples the KL was averaged over (blank answers cannot be scored).
+    pub scored: usize,
+}
+
+impl Evaluation {
+    /// The evaluation of the union of two disjoint sample sets.
+    pub fn combine(&self, other: &Evaluation) -> Evaluation {
+        let a = &self.judged;
+        let b = &other.judged;
+        let mut judged = *a;
+        judged.total += b.total;
+        judged.desirable += b.desirable;
+        judged.undesirable += b.undesirable;
+        judged.desirable_rate =
+            (judged.total > 0).then(|| judged.desirable as f64 / judged.total as f64);
+        judged.by_kind.wrong += b.by_kind.wrong;
+        judged.by_kind.evasive += b.by_kind.evasive;
+        judged.by_kind.flippant += b.by_kind.flippant;
+        judged.by_kind.malformed += b.by_kind.malformed;
+        let scored = self.scored + other.scored;
+        let kl_to_reference = if scored == 0 {
+            0.0
+        } else {
+            (self.kl_to_reference * self.scored as f64
+                + other.kl_to_reference * other.scored as f64)
+                / scored as f64
+        };
+        Evaluation {
+            judged,
+            kl_to_reference,
+            scored,
+        }
+    }
 }
 
 /// Judges the samples and estimates the KL of `model` from `reference` on them (the samples must
@@ -115,5 +148,6 @@ pub fn evaluate<D: Device<f32>, M: LanguageModel<D>>(
     Ok(Evaluation {
         judged,
         kl_to_reference,
+        scored: pairs.len(),
     })
 }

@@ -305,14 +305,11 @@ pub fn run_loop<D: Device<f32> + Send + Sync, M: LanguageModel<D> + Send + Sync>
     let eval = |m: &M| -> Result<(Evaluation, Evaluation), LoopError> {
         let seed = cfg.seed ^ 0xe7a1;
         let all = sample_and_judge(m, &codec, &prompts, cfg.eval_samples, &cfg.sampling, seed)?;
-        let held_out: Vec<Sample> = all
-            .iter()
-            .filter(|s| s.prompt.split == Split::Eval)
-            .cloned()
-            .collect();
+        let (held_out, seen): (Vec<Sample>, Vec<Sample>) =
+            all.into_iter().partition(|s| s.prompt.split == Split::Eval);
         let batch = cfg.kto.batch_size.max(8);
         Ok((
-            evaluate(m, &reference, &codec, &all, batch)?,
+            evaluate(m, &reference, &codec, &seen, batch)?,
             evaluate(m, &reference, &codec, &held_out, batch)?,
         ))
     };

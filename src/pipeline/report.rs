@@ -18,6 +18,8 @@ pub struct MethodRow {
     pub weights: Option<(f32, f32)>,
     /// Sampled answers on every prompt.
     pub all_prompts: Evaluation,
+    /// Sampled answers on the training prompts (the ones the feedback came from).
+    pub train_prompts: Evaluation,
     /// Sampled answers on the held-out prompts only.
     pub held_out: Evaluation,
 }
@@ -49,12 +51,13 @@ impl LoopReport {
             rows: rows
                 .into_iter()
                 .enumerate()
-                .map(|(i, (method, data, w, (all, held)))| MethodRow {
+                .map(|(i, (method, data, w, (seen, held)))| MethodRow {
                     method: method.into(),
                     data: data.into(),
                     weights: (i == 1 || i == 3)
                         .then_some((w.desirable_weight, w.undesirable_weight)),
-                    all_prompts: all,
+                    all_prompts: seen.combine(&held),
+                    train_prompts: seen,
                     held_out: held,
                 })
                 .collect(),
@@ -66,9 +69,9 @@ impl LoopReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "| method | trained on | λD, λU | desirable rate (all prompts) | desirable rate (held-out) | KL to reference |"
+            "| method | trained on | λD, λU | desirable rate: all prompts | training prompts | held-out prompts | KL to reference |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
         for r in &self.rows {
             let pct = |e: &Evaluation| {
                 e.judged
@@ -80,11 +83,12 @@ impl LoopReport {
                 .map_or("—".to_string(), |(d, u)| format!("{d:.2}, {u:.2}"));
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {:.3} |",
+                "| {} | {} | {} | {} | {} | {} | {:.3} |",
                 r.method,
                 r.data,
                 w,
                 pct(&r.all_prompts),
+                pct(&r.train_prompts),
                 pct(&r.held_out),
                 r.all_prompts.kl_to_reference
             );
