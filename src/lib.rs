@@ -12,7 +12,8 @@
 //! | [`model`] | a tiny GPT-2 in dfdx: causal attention, tied head, log π(y\|x), sampling, safetensors | 3 |
 //! | [`feedback`] | binary-feedback records, the JSONL store, unpairing, imbalance advice, the KTO-vs-DPO guide | 4, 5 |
 //! | [`world`] | lab 3's toy world: prompts with one right answer, good and bad answers, the SFT mix, a rule-based judge, feedback records | 3 |
-//! | [`train`] | lab 3's optimizer (AdamW with clipping, schedule) and trainers | 3 |
+//! | [`train`] | lab 3's optimizer (AdamW with clipping, schedule), batches, metrics log, SFT/KTO/DPO trainers | 3 |
+//! | [`pipeline`] | lab 3's closed loop: SFT → sample → judge → feedback → KTO / DPO → evaluate, report, charts | 3 |
 //! | [`math`] | scalar σ and log σ | — |
 //! | [`bench`] | tokens/s of lab 3's SFT and KTO steps, beside `bench/torch_bench.py` | 3 |
 //! | [`report`] | aligned metric tables for people | — |
