@@ -15,7 +15,7 @@
 //! | [`train`] | lab 3's optimizer (AdamW with clipping, schedule), batches, metrics log, SFT/KTO/DPO trainers | 3 |
 //! | [`pipeline`] | lab 3's closed loop: SFT → sample → judge → feedback → KTO / DPO → evaluate, report, charts | 3 |
 //! | [`math`] | scalar σ and log σ | — |
-//! | [`bench`] | tokens/s of lab 3's SFT and KTO steps, beside `bench/torch_bench.py` | 3 |
+//! | [`bench`](mod@bench) | tokens/s of lab 3's SFT and KTO steps, beside `bench/torch_bench.py` | 3 |
 //! | [`report`] | aligned metric tables for people | — |
 
 pub mod bench;
