@@ -414,8 +414,3 @@ fn drop_desirable(records: &[Record], keep: f64) -> Vec<Record> {
         .cloned()
         .collect()
 }
-
-/// Where [`run_loop`] writes its feedback, for callers that print it.
-pub fn feedback_path(out: &Path) -> PathBuf {
-    out.join("feedback.jsonl")
-}
