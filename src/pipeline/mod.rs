@@ -158,7 +158,7 @@ pub struct LoopOutcome<M> {
 /// Runs the whole loop. `init(seed)` builds a fresh model; `out`, when given, receives
 /// `feedback.jsonl` (the store the loop writes as it judges; an existing file is an error so
 /// nothing saved is overwritten — the caller chooses a fresh folder or removes it).
-pub fn run_loop<D: Device<f32> + Send + Sync, M: LanguageModel<D> + Send + Sync>(
+pub fn run_loop<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     init: impl Fn(u64) -> M,
     cfg: &LoopConfig,
     out: Option<&Path>,
@@ -255,23 +255,6 @@ pub fn run_loop<D: Device<f32> + Send + Sync, M: LanguageModel<D> + Send + Sync>
     let imbalanced_data = examples(&codec, &imbalanced)?;
     log.note("training KTO, DPO and imbalanced KTO from the SFT model (in parallel)");
     let reference_ref = &reference;
-    let run =
-        |phase: &'static str,
-         train_cfg: &TrainConfig,
-         job: &(dyn Fn(&mut M, &mut Session) -> Result<(), TrainError> + Sync)| {
-            let mut policy = reference_ref.clone();
-            let mut own_log = MetricsLog::quiet();
-            let result = job(
-                &mut policy,
-                &mut Session {
-                    phase,
-                    cfg: train_cfg,
-                    pad_id: pad,
-                    log: &mut own_log,
-                },
-            );
-            result.map(|()| (policy, own_log))
-        };
     let kto_job =
         |m: &mut M, s: &mut Session| train::train_kto(m, reference_ref, &kto_data, &kto_weights, s);
     let dpo_job =
@@ -279,12 +262,23 @@ pub fn run_loop<D: Device<f32> + Send + Sync, M: LanguageModel<D> + Send + Sync>
     let imbalanced_job = |m: &mut M, s: &mut Session| {
         train::train_kto(m, reference_ref, &imbalanced_data, &imbalanced_weights, s)
     };
-    let (kto_run, dpo_run, imbalanced_run) = std::thread::scope(|scope| {
-        let kto = scope.spawn(|| run("kto", &cfg.kto, &kto_job));
-        let dpo = scope.spawn(|| run("dpo", &cfg.dpo, &dpo_job));
-        let imbalanced = run("kto-imbalanced", &cfg.kto, &imbalanced_job);
-        (join(kto), join(dpo), imbalanced)
-    });
+    let ((kto_run, dpo_run), imbalanced_run) = both(
+        || {
+            both(
+                || train_from(reference_ref, "kto", &cfg.kto, pad, kto_job),
+                || train_from(reference_ref, "dpo", &cfg.dpo, pad, dpo_job),
+            )
+        },
+        || {
+            train_from(
+                reference_ref,
+                "kto-imbalanced",
+                &cfg.kto,
+                pad,
+                imbalanced_job,
+            )
+        },
+    );
     let mut models = Vec::new();
     for result in [kto_run, dpo_run, imbalanced_run] {
         let (model, own_log) = result?;
@@ -313,20 +307,9 @@ pub fn run_loop<D: Device<f32> + Send + Sync, M: LanguageModel<D> + Send + Sync>
             evaluate(m, &reference, &codec, &held_out, batch)?,
         ))
     };
-    // Sampling is independent per model too: evaluate all four at once.
-    let (e_ref, e_kto, e_dpo, e_imb) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| eval(&reference));
-        let b = scope.spawn(|| eval(&kto));
-        let c = scope.spawn(|| eval(&dpo));
-        let d = eval(&kto_imbalanced);
-        let lost = || Err(LoopError::Other("an evaluation thread panicked".into()));
-        (
-            a.join().unwrap_or_else(|_| lost()),
-            b.join().unwrap_or_else(|_| lost()),
-            c.join().unwrap_or_else(|_| lost()),
-            d,
-        )
-    });
+    // Sampling is independent per model too: evaluate two at a time.
+    let (e_ref, e_kto) = both(|| eval(&reference), || eval(&kto));
+    let (e_dpo, e_imb) = both(|| eval(&dpo), || eval(&kto_imbalanced));
     let report = LoopReport::new(
         &stats,
         &imbalanced_stats,
@@ -354,15 +337,60 @@ pub fn run_loop<D: Device<f32> + Send + Sync, M: LanguageModel<D> + Send + Sync>
     })
 }
 
-/// Waits for a training thread; a panic inside it becomes an error instead of aborting.
-fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, TrainError>>) -> Result<T, TrainError> {
-    h.join().unwrap_or_else(|_| {
-        Err(TrainError::BadConfig {
-            name: "thread",
-            value: "panicked".into(),
-            expected: "a training run that finishes",
-        })
+/// One preference run: a copy of the reference trained by `job`, with its own log.
+fn train_from<D: Device<f32>, M: LanguageModel<D>>(
+    reference: &M,
+    phase: &str,
+    cfg: &TrainConfig,
+    pad_id: u32,
+    job: impl FnOnce(&mut M, &mut Session) -> Result<(), TrainError>,
+) -> Result<(M, MetricsLog), TrainError> {
+    let mut policy = reference.clone();
+    let mut log = MetricsLog::quiet();
+    job(
+        &mut policy,
+        &mut Session {
+            phase,
+            cfg,
+            pad_id,
+            log: &mut log,
+        },
+    )?;
+    Ok((policy, log))
+}
+
+/// Models that may be trained on several threads at once. dfdx's CPU tensors can; its CUDA
+/// device cannot be shared between threads, so with the `cuda` feature everything is
+/// `Shareable` and the loop runs its jobs one after the other.
+#[cfg(not(feature = "cuda"))]
+pub trait Shareable: Send + Sync {}
+#[cfg(not(feature = "cuda"))]
+impl<T: Send + Sync> Shareable for T {}
+/// Models that may be trained on several threads at once (see the CPU build's docs).
+#[cfg(feature = "cuda")]
+pub trait Shareable {}
+#[cfg(feature = "cuda")]
+impl<T> Shareable for T {}
+
+/// Runs two independent jobs, on two threads when the device allows it. A panic in the other
+/// thread is re-raised here, as if both had run on this one.
+#[cfg(not(feature = "cuda"))]
+fn both<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(a);
+        let second = b();
+        match handle.join() {
+            Ok(first) => (first, second),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     })
+}
+
+/// Runs two independent jobs one after the other (CUDA build: one device, one thread).
+#[cfg(feature = "cuda")]
+fn both<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> (A, B) {
+    let first = a();
+    (first, b())
 }
 
 /// The plain string inside a toy-world record (the world only writes plain text).
