@@ -23,7 +23,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::error::{check_finite, check_positive, LossError};
-use super::ops::{host, masked_mean, per_label};
+use super::ops::{host, masked_mean, per_label, unpaired_inputs};
 use super::{Batch, Scalar};
 
 /// KTO's hyper-parameters, named as in TRL's `KTOConfig`.
@@ -163,15 +163,7 @@ fn unpaired_loss<D: Device<f32>, T: Tape<f32, D>>(
     z0: f32,
     cfg: &KtoConfig,
 ) -> Result<(Scalar<D, T>, KtoMetrics), LossError> {
-    cfg.validate()?;
-    let n = labels.len();
-    if n == 0 {
-        return Err(LossError::EmptyBatch { field: "labels" });
-    }
-    let policy = host(&policy_logps);
-    let reference = host(reference_logps);
-    check_finite("policy_logps", &policy, "labels", n)?;
-    check_finite("reference_logps", &reference, "labels", n)?;
+    let (policy, reference) = unpaired_inputs(&policy_logps, reference_logps, labels, cfg)?;
 
     // Per-example sign and weight: desirable examples want r above z0, undesirable below.
     let dev = policy_logps.device().clone();

@@ -16,9 +16,9 @@
 use dfdx::prelude::*;
 use serde::Serialize;
 
-use super::error::{check_finite, LossError};
+use super::error::LossError;
 use super::kto::KtoConfig;
-use super::ops::{host, log_sigmoid, masked_mean, per_label};
+use super::ops::{log_sigmoid, masked_mean, per_label, unpaired_inputs};
 use super::{Batch, Scalar};
 
 /// The seed notebook's metrics for [`kto_batch_mean()`]. `None` (JSON `null`) for an absent class.
@@ -46,15 +46,8 @@ pub fn kto_batch_mean<D: Device<f32>, T: Tape<f32, D>>(
     labels: &[bool],
     cfg: &KtoConfig,
 ) -> Result<(Scalar<D, T>, BatchMeanMetrics), LossError> {
-    cfg.validate()?;
+    let (policy, reference) = unpaired_inputs(&policy_logps, reference_logps, labels, cfg)?;
     let n = labels.len();
-    if n == 0 {
-        return Err(LossError::EmptyBatch { field: "labels" });
-    }
-    let policy = host(&policy_logps);
-    let reference = host(reference_logps);
-    check_finite("policy_logps", &policy, "labels", n)?;
-    check_finite("reference_logps", &reference, "labels", n)?;
 
     let r: Vec<f32> = policy.iter().zip(&reference).map(|(p, q)| p - q).collect();
     let baseline = (r.iter().map(|&x| x as f64).sum::<f64>() / n as f64) as f32;

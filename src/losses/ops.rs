@@ -25,6 +25,26 @@ pub(crate) fn host<D: Device<f32>, T>(t: &Tensor<(usize,), f32, D, T>) -> Vec<f3
     }
 }
 
+/// Checks an unpaired loss's inputs (config, a non-empty batch, lengths matching the labels,
+/// finite log-probs) and returns the policy and reference log-probs on the host.
+pub(crate) fn unpaired_inputs<D: Device<f32>, T>(
+    policy_logps: &Tensor<(usize,), f32, D, T>,
+    reference_logps: &Tensor<(usize,), f32, D>,
+    labels: &[bool],
+    cfg: &super::KtoConfig,
+) -> Result<(Vec<f32>, Vec<f32>), super::LossError> {
+    cfg.validate()?;
+    let n = labels.len();
+    if n == 0 {
+        return Err(super::LossError::EmptyBatch { field: "labels" });
+    }
+    let policy = host(policy_logps);
+    let reference = host(reference_logps);
+    super::error::check_finite("policy_logps", &policy, "labels", n)?;
+    super::error::check_finite("reference_logps", &reference, "labels", n)?;
+    Ok((policy, reference))
+}
+
 /// One value per example: `up` for a thumbs up, `down` for a thumbs down, as a batch tensor.
 pub(crate) fn per_label<D: Device<f32>>(
     dev: &D,
