@@ -28,7 +28,6 @@ pub mod mlp;
 pub mod sample;
 
 use dfdx::prelude::{Const, NoneTape, Tensor};
-use dfdx::tensor::Cache;
 
 /// The residual stream: one width-`M` vector per token, `[batch·seq, M]`, with tape `T`.
 ///
@@ -37,13 +36,14 @@ use dfdx::tensor::Cache;
 /// several times faster. Only attention needs the `[batch, seq]` structure back (a free reshape).
 pub type Hidden<const M: usize, D, T = NoneTape> = Tensor<(usize, Const<M>), f32, D, T>;
 
-/// The device the lab's models run on (CPU, or CUDA with the `cuda` feature), with dfdx's
-/// allocation cache on: freed buffers are reused instead of returned to the allocator, which
-/// makes training steps measurably faster.
+/// The device the lab's models run on (CPU, or CUDA with the `cuda` feature).
+///
+/// dfdx's allocation cache (`enable_cache`) is left off on purpose: it makes a single training
+/// thread 5–10% faster, but lab 3 trains and samples several models on threads that share one
+/// device, and with the cache on we saw dfdx 0.13 abort (a panic inside its cache while freeing
+/// a buffer) in one run out of two.
 pub fn device() -> crate::losses::Dev {
-    let dev = crate::losses::Dev::default();
-    dev.enable_cache();
-    dev
+    crate::losses::Dev::default()
 }
 
 pub use config::{Model, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
