@@ -14,12 +14,14 @@
 //! | [`world`] | lab 3's toy world: prompts with one right answer, good and bad answers, the SFT mix, a rule-based judge, feedback records | 3 |
 //! | [`train`] | lab 3's optimizer (AdamW with clipping, schedule), batches, metrics log, SFT/KTO/DPO trainers | 3 |
 //! | [`pipeline`] | lab 3's closed loop: SFT → sample → judge → feedback → KTO / DPO → evaluate, report, charts | 3 |
+//! | [`checks`] | instant pass/fail feedback for the notebook exercises (a `todo!()` shows "not done yet") | all |
 //! | [`math`] | scalar σ and log σ | — |
 //! | [`bench`](mod@bench) | tokens/s of lab 3's SFT and KTO steps, beside `bench/torch_bench.py` | 3 |
 //! | [`report`] | aligned metric tables for people | — |
 
 pub mod bench;
 pub mod charts;
+pub mod checks;
 pub mod feedback;
 pub mod losses;
 pub mod math;
