@@ -14,6 +14,7 @@
 //! | [`world`] | lab 3's toy world: prompts with one right answer, good and bad answers, the SFT mix, a rule-based judge, feedback records | 3 |
 //! | [`train`] | lab 3's optimizer (AdamW with clipping, schedule), batches, metrics log, SFT/KTO/DPO trainers | 3 |
 //! | [`pipeline`] | lab 3's closed loop: SFT → sample → judge → feedback → KTO / DPO → evaluate, report, charts | 3 |
+//! | [`classroom`] | concrete, non-generic entry points for the notebooks: the classroom model, one KTO step by hand, the loop in one call | 3, 4 |
 //! | [`checks`] | instant pass/fail feedback for the notebook exercises (a `todo!()` shows "not done yet") | all |
 //! | [`math`] | scalar σ and log σ | — |
 //! | [`bench`](mod@bench) | tokens/s of lab 3's SFT and KTO steps, beside `bench/torch_bench.py` | 3 |
@@ -22,6 +23,7 @@
 pub mod bench;
 pub mod charts;
 pub mod checks;
+pub mod classroom;
 pub mod feedback;
 pub mod losses;
 pub mod math;
@@ -32,3 +34,9 @@ pub mod report;
 pub mod tokenizer;
 pub mod train;
 pub mod world;
+
+/// dfdx, re-exported so a notebook's exercises use the very version the library was built with:
+/// `use kto_lab::dfdx::prelude::*;`.
+pub use dfdx;
+/// serde_json, re-exported for the notebooks' exercises: `use kto_lab::serde_json::{json, Value};`.
+pub use serde_json;

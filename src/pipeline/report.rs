@@ -97,6 +97,15 @@ impl LoopReport {
     }
 }
 
+impl LoopReport {
+    /// evcxr's display: the table as Markdown (rendered by Jupyter), and as plain text.
+    pub fn evcxr_display(&self) {
+        let md = self.markdown();
+        println!("EVCXR_BEGIN_CONTENT text/plain\n{md}\nEVCXR_END_CONTENT");
+        println!("EVCXR_BEGIN_CONTENT text/markdown\n{md}\nEVCXR_END_CONTENT");
+    }
+}
+
 impl fmt::Display for LoopReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.markdown())

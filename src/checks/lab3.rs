@@ -1,0 +1,591 @@
+//! Checks of lab 3's exercises (`solutions/03_kto_pipeline.ipynb`).
+//!
+//! | exercise | check | the reference it compares with |
+//! |---|---|---|
+//! | 3.1 inputs, targets and completion mask of one row | [`row_targets`] | [`TokenBatch::new`] |
+//! | 3.2 log π(y\|x): the masked per-sequence sum | [`sequence_logprobs`] | [`classroom::masked_sequence_sum`] |
+//! | 3.3 one KTO step with dfdx | [`kto_step`] | [`classroom::kto_step`] |
+
+use std::fmt;
+
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{approx_eq, fmt_num, Checker, Report};
+use crate::classroom::{self, KtoBatch, Policy};
+use crate::losses::{Dev, KtoConfig};
+use crate::model::TokenBatch;
+use crate::train::Example;
+
+/// One row as exercise 3.1 returns it: `(inputs, targets, mask)`, each `seq_len` long.
+pub type Row = (Vec<u32>, Vec<u32>, Vec<f32>);
+
+/// The reference of exercise 3.1: the row [`TokenBatch::new`] builds for `(prompt, completion)`,
+/// right-padded with `pad` to `seq_len` positions. `None` when the row does not fit.
+pub fn reference_row(prompt: &[u32], completion: &[u32], seq_len: usize, pad: u32) -> Option<Row> {
+    if completion.is_empty() || prompt.len().max(1) + completion.len() - 1 > seq_len {
+        return None;
+    }
+    // A second, full-length row makes the batch exactly `seq_len` wide.
+    let filler = (vec![pad], vec![pad; seq_len]);
+    let rows = [(prompt.to_vec(), completion.to_vec()), filler];
+    let b = TokenBatch::new(&rows, pad, seq_len).ok()?;
+    let take = |v: &[usize]| v[..seq_len].iter().map(|&x| x as u32).collect::<Vec<u32>>();
+    Some((
+        take(&b.inputs),
+        take(&b.targets),
+        b.mask[..seq_len].to_vec(),
+    ))
+}
+
+/// Exercise 3.1 — `student(prompt, completion, seq_len, pad)` must return the row's
+/// `(inputs, targets, mask)`: the sequence `prompt ++ completion` shifted by one (inputs are
+/// tokens 0..n-1, targets tokens 1..n), mask 1 exactly where the target is a completion token,
+/// right-padded with `pad` (mask 0) to `seq_len`. An empty prompt starts from `pad`.
+pub fn row_targets<F>(student: F) -> Report
+where
+    F: Fn(&[u32], &[u32], usize, u32) -> Row,
+{
+    let mut check = Checker::new(
+        "Exercise 3.1 — inputs, targets and completion mask",
+        "targets are the inputs shifted left by one; the first completion token is the target \
+         at position len(prompt) − 1; padding positions hold `pad` in both and 0 in the mask",
+    );
+    let mut cases: Vec<(String, Vec<u32>, Vec<u32>, usize, u32)> = vec![
+        (
+            "prompt of 3, completion of 2, no padding".into(),
+            vec![10, 11, 12],
+            vec![20, 21],
+            4,
+            0,
+        ),
+        (
+            "padded to 8 with pad id 511".into(),
+            vec![10, 11, 12],
+            vec![20, 21],
+            8,
+            511,
+        ),
+        ("one-token prompt".into(), vec![7], vec![8, 9, 10], 3, 0),
+        (
+            "one-token completion".into(),
+            vec![1, 2, 3, 4],
+            vec![5],
+            6,
+            0,
+        ),
+        (
+            "empty prompt: starts from the pad token".into(),
+            vec![],
+            vec![5, 6],
+            4,
+            256,
+        ),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for i in 0..4 {
+        let p: Vec<u32> = (0..rng.gen_range(1..10))
+            .map(|_| rng.gen_range(0..512))
+            .collect();
+        let c: Vec<u32> = (0..rng.gen_range(1..10))
+            .map(|_| rng.gen_range(0..512))
+            .collect();
+        let seq_len = p.len() + c.len() - 1 + rng.gen_range(0..5);
+        cases.push((format!("random row {}", i + 1), p, c, seq_len, 256));
+    }
+    for (name, p, c, seq_len, pad) in cases {
+        let Some(expected) = reference_row(&p, &c, seq_len, pad) else {
+            continue;
+        };
+        let Some(got) = check.call(|| student(&p, &c, seq_len, pad)) else {
+            continue;
+        };
+        let ok = got == expected;
+        check.case(name, RowView(&expected), RowView(&got), ok);
+    }
+    check.finish()
+}
+
+struct RowView<'a>(&'a Row);
+
+impl fmt::Display for RowView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (i, t, m) = self.0;
+        let m: Vec<u8> = m.iter().map(|&x| x as u8).collect();
+        write!(f, "inputs {i:?}, targets {t:?}, mask {m:?}")
+    }
+}
+
+/// Per-token log-probs `[B, S]` as exercise 3.2 receives them.
+pub type TokenLogps = Tensor<(usize, usize), f32, Dev>;
+/// Per-sequence log-probs `(B,)` as exercise 3.2 returns them.
+pub type SeqLogps = Tensor<(usize,), f32, Dev>;
+
+/// One input of exercise 3.2: `rows × seq_len` log-probs and mask.
+struct MaskCase {
+    name: String,
+    rows: usize,
+    seq_len: usize,
+    logps: Vec<f32>,
+    mask: Vec<f32>,
+}
+
+fn mask_cases() -> Vec<MaskCase> {
+    let mut cases = vec![
+        MaskCase {
+            name: "2 rows: prompt, completion and padding".into(),
+            rows: 2,
+            seq_len: 4,
+            logps: vec![-1.0, -2.0, -0.5, -0.25, -3.0, -0.125, -7.0, -9.0],
+            mask: vec![0., 1., 1., 1., 1., 0., 0., 0.],
+        },
+        MaskCase {
+            name: "an all-padding row sums to 0".into(),
+            rows: 3,
+            seq_len: 3,
+            logps: vec![-1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -0.5, -0.5, -0.5],
+            mask: vec![0., 1., 1., 0., 0., 0., 1., 1., 1.],
+        },
+        MaskCase {
+            name: "one position per row".into(),
+            rows: 3,
+            seq_len: 1,
+            logps: vec![-1.5, -2.5, -0.75],
+            mask: vec![1., 0., 1.],
+        },
+        MaskCase {
+            name: "large log-probs at masked positions are ignored".into(),
+            rows: 1,
+            seq_len: 5,
+            logps: vec![-1e4, -1e4, -0.5, -1.5, -1e4],
+            mask: vec![0., 0., 1., 1., 0.],
+        },
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(32);
+    for i in 0..3 {
+        let rows = rng.gen_range(1..7);
+        let seq_len = rng.gen_range(2..20);
+        let mut logps = Vec::new();
+        let mut mask = Vec::new();
+        for _ in 0..rows {
+            let p = rng.gen_range(0..seq_len);
+            let n = rng.gen_range(p..=seq_len);
+            for t in 0..seq_len {
+                logps.push(-rng.gen_range(0.0f32..8.0));
+                mask.push(if t >= p && t < n { 1.0 } else { 0.0 });
+            }
+        }
+        cases.push(MaskCase {
+            name: format!("random batch {} ({rows} × {seq_len})", i + 1),
+            rows,
+            seq_len,
+            logps,
+            mask,
+        });
+    }
+    cases
+}
+
+/// Exercise 3.2 — `student(token_logps, mask)` must return log π(y|x) per row: the sum over
+/// positions of the per-token log-probs where the mask is 1, as a `(B,)` tensor.
+pub fn sequence_logprobs<F>(student: F) -> Report
+where
+    F: Fn(TokenLogps, TokenLogps) -> SeqLogps,
+{
+    let mut check = Checker::new(
+        "Exercise 3.2 — log π(y|x): the masked per-sequence sum",
+        "multiply the log-probs by the mask (prompt and padding become 0), then sum over the \
+         sequence axis: `.sum::<(usize,), Axis<1>>()`",
+    );
+    let dev = crate::model::device();
+    for case in mask_cases() {
+        let shape = (case.rows, case.seq_len);
+        let expected = classroom::masked_sequence_sum(
+            dev.tensor_from_vec(case.logps.clone(), shape),
+            dev.tensor_from_vec(case.mask.clone(), shape),
+        )
+        .as_vec();
+        let logps = dev.tensor_from_vec(case.logps.clone(), shape);
+        let mask = dev.tensor_from_vec(case.mask.clone(), shape);
+        let Some(got) = check.call(|| student(logps, mask)) else {
+            continue;
+        };
+        let got = if got.shape().0 == case.rows {
+            got.as_vec()
+        } else {
+            // Report the wrong length rather than reading a mis-shaped tensor.
+            vec![f32::NAN; got.shape().0]
+        };
+        let e: Vec<f64> = expected.iter().map(|&x| x as f64).collect();
+        let g: Vec<f64> = got.iter().map(|&x| x as f64).collect();
+        check.close_all(case.name, &e, &g, 1e-5);
+    }
+    check.finish()
+}
+
+/// One starting point of exercise 3.3.
+struct StepCase {
+    name: &'static str,
+    labels: Vec<bool>,
+    cfg: KtoConfig,
+    /// Reference steps taken before the checked one, so the policy has drifted.
+    warmup_steps: usize,
+}
+
+fn step_cases() -> Vec<StepCase> {
+    let beta1 = KtoConfig {
+        beta: 1.0,
+        ..KtoConfig::default()
+    };
+    vec![
+        StepCase {
+            name: "πθ = πref, balanced batch, β = 0.1",
+            labels: vec![true, false, true, false, true, false],
+            cfg: KtoConfig::default(),
+            warmup_steps: 0,
+        },
+        StepCase {
+            name: "drifted policy, β = 1",
+            labels: vec![true, true, false, true, false, false],
+            cfg: beta1,
+            warmup_steps: 3,
+        },
+        StepCase {
+            name: "λD = 2, λU = 0.5",
+            labels: vec![true, false, false, false, true, false],
+            cfg: KtoConfig {
+                beta: 0.5,
+                desirable_weight: 2.0,
+                undesirable_weight: 0.5,
+            },
+            warmup_steps: 2,
+        },
+        StepCase {
+            name: "one-class batch: all thumbs up",
+            labels: vec![true; 4],
+            cfg: beta1,
+            warmup_steps: 1,
+        },
+        StepCase {
+            name: "one-class batch: all thumbs down",
+            labels: vec![false; 4],
+            cfg: beta1,
+            warmup_steps: 1,
+        },
+        StepCase {
+            name: "two examples (the smallest batch)",
+            labels: vec![false, true],
+            cfg: KtoConfig::default(),
+            warmup_steps: 0,
+        },
+    ]
+}
+
+/// Random prompt/completion ids for a labelled batch (seeded).
+fn random_examples(labels: &[bool], seed: u64) -> Vec<Example> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    labels
+        .iter()
+        .map(|&label| Example {
+            prompt: (0..rng.gen_range(2..8))
+                .map(|_| rng.gen_range(0..300))
+                .collect(),
+            completion: (0..rng.gen_range(1..8))
+                .map(|_| rng.gen_range(0..300))
+                .collect(),
+            label,
+        })
+        .collect()
+}
+
+/// The loss of `batch` under `policy` with the reference point held at `z0` (as the gradient
+/// sees it: z0 carries no gradient).
+fn loss_at(policy: &Policy, batch: &KtoBatch, cfg: &KtoConfig, z0: f32) -> f64 {
+    let Ok(logps) = policy.logprobs_no_grad(&batch.tokens) else {
+        return f64::NAN;
+    };
+    let n = batch.len() as f64;
+    logps
+        .iter()
+        .zip(&batch.reference_logps)
+        .zip(&batch.labels)
+        .map(|((p, q), &up)| {
+            let r = (p - q - z0) as f64;
+            let (sign, w) = if up {
+                (1.0, cfg.desirable_weight)
+            } else {
+                (-1.0, cfg.undesirable_weight)
+            };
+            w as f64 * (1.0 - crate::math::sigmoid(sign * cfg.beta as f64 * r))
+        })
+        .sum::<f64>()
+        / n
+}
+
+/// A prepared starting point: the policy, its batch, the reference point and the loss now.
+struct Start {
+    policy: Policy,
+    batch: KtoBatch,
+    z0: f32,
+    before: f64,
+}
+
+fn start(case: &StepCase, seed: u64) -> Option<Start> {
+    let reference = classroom::new_model(seed);
+    let batch = KtoBatch::new(&reference, &random_examples(&case.labels, seed), 0).ok()?;
+    let mut policy = Policy::new(reference, 1e-3);
+    for _ in 0..case.warmup_steps {
+        classroom::kto_step(&mut policy, &batch, &case.cfg).ok()?;
+    }
+    // A fresh optimizer for the checked step, so student and reference start level.
+    let policy = Policy::new(policy.model().clone(), 1e-3);
+    let z0 = classroom::kto_loss(&policy, &batch, &case.cfg).ok()?.kl;
+    let before = loss_at(&policy, &batch, &case.cfg, z0);
+    Some(Start {
+        policy,
+        batch,
+        z0,
+        before,
+    })
+}
+
+/// Exercise 3.3 — `student(policy, batch, cfg)` takes one KTO step and returns the loss before
+/// the update. For each starting point the check compares the returned loss with the
+/// reference's, and the loss after the student's update with the loss after the reference's
+/// update (both at the step's reference point z0), which must be lower than before.
+pub fn kto_step<F, E>(student: F) -> Report
+where
+    F: Fn(&mut Policy, &KtoBatch, &KtoConfig) -> Result<f32, E>,
+    E: fmt::Display,
+{
+    let mut check = Checker::new(
+        "Exercise 3.3 — one KTO step with dfdx",
+        "r = log πθ − log πref; z0 = max(0, mean of the KL pairs' log-ratios), without \
+         gradient; loss = mean of λ·(1 − σ(±β(r − z0))), + for thumbs up, − for thumbs down; \
+         then `policy.step(loss.backward())` and return the loss value",
+    );
+    for (i, case) in step_cases().iter().enumerate() {
+        let Some(s) = start(case, 100 + i as u64) else {
+            check.case(case.name, "a starting point", "could not prepare it", false);
+            continue;
+        };
+        let mut reference = s.policy.clone();
+        let expected = classroom::kto_step(&mut reference, &s.batch, &case.cfg);
+        let mut mine = s.policy.clone();
+        let Some(got) = check.call(|| student(&mut mine, &s.batch, &case.cfg)) else {
+            continue;
+        };
+        let (expected, got) = match (expected, got) {
+            (Ok(e), Ok(g)) => (e, g),
+            (Err(e), _) => {
+                check.case(
+                    case.name,
+                    "the reference step",
+                    format!("error: {e}"),
+                    false,
+                );
+                continue;
+            }
+            (_, Err(e)) => {
+                check.case(
+                    format!("{}: loss", case.name),
+                    "a loss",
+                    format!("error: {e}"),
+                    false,
+                );
+                continue;
+            }
+        };
+        check.close(
+            format!("{}: loss", case.name),
+            expected as f64,
+            got as f64,
+            1e-4,
+        );
+        let after_ref = loss_at(&reference, &s.batch, &case.cfg, s.z0);
+        let after = loss_at(&mine, &s.batch, &case.cfg, s.z0);
+        let moved = mine.steps() == 1
+            && after < s.before
+            && approx_eq(s.before - after_ref, s.before - after, 2e-2);
+        check.case(
+            format!("{}: loss after the step", case.name),
+            format!(
+                "{} → {} (one AdamW step)",
+                fmt_num(s.before),
+                fmt_num(after_ref)
+            ),
+            format!(
+                "{} → {} ({} optimizer step{})",
+                fmt_num(s.before),
+                fmt_num(after),
+                mine.steps(),
+                if mine.steps() == 1 { "" } else { "s" }
+            ),
+            moved,
+        );
+    }
+    check.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::Status;
+
+    fn solution_row(p: &[u32], c: &[u32], seq_len: usize, pad: u32) -> Row {
+        let start = [pad];
+        let p = if p.is_empty() { &start[..] } else { p };
+        let seq: Vec<u32> = p.iter().chain(c).copied().collect();
+        let n = seq.len();
+        let mut inputs = vec![pad; seq_len];
+        let mut targets = vec![pad; seq_len];
+        let mut mask = vec![0.0; seq_len];
+        inputs[..n - 1].copy_from_slice(&seq[..n - 1]);
+        targets[..n - 1].copy_from_slice(&seq[1..]);
+        mask[p.len() - 1..n - 1].fill(1.0);
+        (inputs, targets, mask)
+    }
+
+    #[test]
+    fn row_targets_passes_the_solution_and_fails_an_off_by_one() {
+        let r = row_targets(solution_row);
+        assert!(r.passed(), "{r}");
+        assert!(r.cases.len() >= 8);
+        let off_by_one = |p: &[u32], c: &[u32], s: usize, pad: u32| {
+            let (i, t, mut m) = solution_row(p, c, s, pad);
+            m.rotate_right(1);
+            (i, t, m)
+        };
+        let r = row_targets(off_by_one);
+        assert_eq!(r.status, Status::Failed);
+        let text = r.to_string();
+        assert!(text.contains("FAIL") && text.contains("mask"), "{text}");
+        assert!(text.contains("hint:"), "{text}");
+        let r = row_targets(|_: &[u32], _: &[u32], _: usize, _: u32| -> Row { todo!() });
+        assert_eq!(r.status, Status::NotDone);
+    }
+
+    #[test]
+    fn reference_row_refuses_what_does_not_fit() {
+        assert!(reference_row(&[1, 2], &[3], 1, 0).is_none());
+        assert!(reference_row(&[1], &[], 4, 0).is_none());
+        assert_eq!(
+            reference_row(&[1, 2], &[3], 2, 0),
+            Some((vec![1, 2], vec![2, 3], vec![0.0, 1.0]))
+        );
+    }
+
+    #[test]
+    fn sequence_logprobs_passes_the_solution_and_fails_an_unmasked_sum() {
+        let r =
+            sequence_logprobs(|l: TokenLogps, m: TokenLogps| (l * m).sum::<(usize,), Axis<1>>());
+        assert!(r.passed(), "{r}");
+        let r = sequence_logprobs(|l: TokenLogps, _m: TokenLogps| l.sum::<(usize,), Axis<1>>());
+        assert_eq!(r.status, Status::Failed);
+        assert!(r.to_string().contains("all-padding"), "{r}");
+        let r = sequence_logprobs(|_: TokenLogps, _: TokenLogps| -> SeqLogps { todo!() });
+        assert_eq!(r.status, Status::NotDone);
+        // A wrong shape (summing over rows) is a failure, not a crash.
+        let r =
+            sequence_logprobs(|l: TokenLogps, m: TokenLogps| (l * m).sum::<(usize,), Axis<0>>());
+        assert_eq!(r.status, Status::Failed);
+    }
+
+    /// The solution of exercise 3.3, as a student writes it with dfdx.
+    fn solution_step(
+        policy: &mut Policy,
+        batch: &KtoBatch,
+        cfg: &KtoConfig,
+    ) -> Result<f32, crate::model::ModelError> {
+        let n = batch.len();
+        let logps = policy.logprobs(&batch.tokens)?;
+        let dev = logps.device().clone();
+        let kl_policy = policy.logprobs_no_grad(&batch.kl_tokens)?;
+        let kl: f32 = kl_policy
+            .iter()
+            .zip(&batch.kl_reference_logps)
+            .map(|(p, q)| p - q)
+            .sum::<f32>()
+            / n as f32;
+        let z0 = kl.max(0.0);
+        let per = |up: f32, down: f32| -> Vec<f32> {
+            batch
+                .labels
+                .iter()
+                .map(|&l| if l { up } else { down })
+                .collect()
+        };
+        let sign = dev.tensor_from_vec(per(cfg.beta, -cfg.beta), (n,));
+        let weight = dev.tensor_from_vec(per(cfg.desirable_weight, cfg.undesirable_weight), (n,));
+        let reference = dev.tensor_from_vec(batch.reference_logps.clone(), (n,));
+        let logits = ((logps - reference) - z0) * sign;
+        let loss = ((logits.sigmoid().negate() + 1.0) * weight).mean();
+        let value = loss.array();
+        policy.step(loss.backward());
+        Ok(value)
+    }
+
+    #[test]
+    fn kto_step_passes_the_solution() {
+        let r = kto_step(solution_step);
+        assert!(r.passed(), "{r}");
+        assert_eq!(r.cases.len(), 12);
+    }
+
+    #[test]
+    fn kto_step_fails_a_step_that_climbs_or_skips() {
+        // The loss right, the update wrong: gradient ascent.
+        let ascent = |p: &mut Policy, b: &KtoBatch, c: &KtoConfig| {
+            let n = b.len();
+            let logps = p.logprobs(&b.tokens)?;
+            let dev = logps.device().clone();
+            let reference = dev.tensor_from_vec(b.reference_logps.clone(), (n,));
+            let (loss, m) = crate::losses::kto(
+                logps,
+                &reference,
+                &dev.tensor_from_vec(p.logprobs_no_grad(&b.kl_tokens)?, (n,)),
+                &dev.tensor_from_vec(b.kl_reference_logps.clone(), (n,)),
+                &b.labels,
+                c,
+            )
+            .map_err(|e| crate::model::ModelError::Device(e.to_string()))?;
+            p.step(loss.negate().backward());
+            Ok::<f32, crate::model::ModelError>(m.loss)
+        };
+        let r = kto_step(ascent);
+        assert_eq!(r.status, Status::Failed);
+        let text = r.to_string();
+        assert!(
+            text.contains("FAIL") && text.contains("loss after the step"),
+            "{text}"
+        );
+        // No step at all.
+        let r = kto_step(|p: &mut Policy, b: &KtoBatch, c: &KtoConfig| {
+            classroom::kto_loss(p, b, c).map(|m| m.loss)
+        });
+        assert_eq!(r.status, Status::Failed);
+        assert!(r.to_string().contains("0 optimizer steps"), "{r}");
+        // −log σ instead of 1 − σ: the loss values differ.
+        let r = kto_step(|p: &mut Policy, b: &KtoBatch, c: &KtoConfig| {
+            classroom::kto_step(p, b, c).map(|l| -(1.0 - l).ln())
+        });
+        assert_eq!(r.status, Status::Failed);
+        let r = kto_step(
+            |_: &mut Policy, _: &KtoBatch, _: &KtoConfig| -> Result<f32, String> { todo!() },
+        );
+        assert_eq!(r.status, Status::NotDone);
+    }
+
+    #[test]
+    fn the_drifted_cases_have_a_positive_reference_point_somewhere() {
+        // At least one starting point exercises the clamp's "kept" side (z0 > 0).
+        let z0s: Vec<f32> = step_cases()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| start(c, 100 + i as u64).map(|s| s.z0))
+            .collect();
+        assert_eq!(z0s.len(), 6);
+        assert!(z0s.iter().any(|&z| z > 0.0), "{z0s:?}");
+    }
+}

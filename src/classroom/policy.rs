@@ -1,0 +1,254 @@
+//! One KTO step by hand (exercise 3.3): a policy with its optimizer, a batch with everything
+//! the loss needs from the frozen reference, and the library's step to compare with.
+
+use dfdx::nn::ZeroGrads;
+use dfdx::prelude::*;
+
+use super::ClassroomModel;
+use crate::losses::{self, Dev, KtoConfig, KtoMetrics};
+use crate::model::{tape_from, ModelError, TokenBatch};
+use crate::train::{data::mismatched, AdamW, AdamWConfig, Example, StepInfo, TrainError};
+
+/// Log-probs that carry the policy's gradient tape, `(B,)`: call `.backward()` on a loss made
+/// from them.
+pub type TracedLogps = Tensor<(usize,), f32, Dev, OwnedTape<f32, Dev>>;
+
+/// The model being trained, with its AdamW optimizer and learning rate.
+///
+/// The three calls of a training step:
+///
+/// 1. [`Policy::logprobs`] — log πθ(y|x) *with* a gradient tape (gradients zeroed first);
+/// 2. build a scalar loss from them with dfdx ops, call `loss.backward()`;
+/// 3. [`Policy::step`] — AdamW (with gradient clipping) applies those gradients.
+///
+/// [`Policy::logprobs_no_grad`] scores without a tape (for the mismatched KL pairs).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    model: ClassroomModel,
+    opt: AdamW<Dev>,
+    grads: Option<Gradients<f32, Dev>>,
+    /// The learning rate of every [`Policy::step`].
+    pub lr: f64,
+}
+
+impl Policy {
+    /// `model` with a fresh AdamW (the library's defaults: clipping at norm 1) at rate `lr`.
+    pub fn new(model: ClassroomModel, lr: f64) -> Self {
+        Policy {
+            model,
+            opt: AdamW::new(AdamWConfig::default()),
+            grads: None,
+            lr,
+        }
+    }
+
+    /// The model as it is now.
+    pub fn model(&self) -> &ClassroomModel {
+        &self.model
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn steps(&self) -> i32 {
+        self.opt.steps()
+    }
+
+    /// log πθ(completion | prompt) per row of `batch`, carrying a fresh gradient tape.
+    pub fn logprobs(&mut self, batch: &TokenBatch) -> Result<TracedLogps, ModelError> {
+        let mut grads = match self.grads.take() {
+            Some(g) => g,
+            None => self.model.alloc_grads(),
+        };
+        self.model.zero_grads(&mut grads);
+        let dev = self.model.wte.weight.device().clone();
+        self.model.sequence_logprobs(batch, tape_from(&dev, grads))
+    }
+
+    /// log πθ(completion | prompt) per row of `batch`, without a tape (no gradient flows).
+    pub fn logprobs_no_grad(&self, batch: &TokenBatch) -> Result<Vec<f32>, ModelError> {
+        Ok(self.model.sequence_logprobs(batch, NoneTape)?.as_vec())
+    }
+
+    /// One AdamW update from `grads` (what `loss.backward()` returned) at [`Policy::lr`].
+    pub fn step(&mut self, grads: Gradients<f32, Dev>) -> StepInfo {
+        let info = self.opt.step(&mut self.model, &grads, self.lr);
+        self.grads = Some(grads);
+        info
+    }
+}
+
+/// A KTO batch with everything that does not change during training precomputed: token
+/// batches of the examples and of their mismatched pairs (x_i, y_(i+1 mod n)), the labels, and
+/// both under the frozen reference model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KtoBatch {
+    /// The examples (x_i, y_i).
+    pub tokens: TokenBatch,
+    /// The mismatched pairs (x_i, y_(i+1 mod n)), for the reference point z0.
+    pub kl_tokens: TokenBatch,
+    /// `true` = thumbs up.
+    pub labels: Vec<bool>,
+    /// log πref(y_i|x_i).
+    pub reference_logps: Vec<f32>,
+    /// log πref(y_(i+1)|x_i).
+    pub kl_reference_logps: Vec<f32>,
+}
+
+impl KtoBatch {
+    /// Builds the batch from at least two examples (the mismatched pairs need a neighbour),
+    /// scoring them under `reference`; `pad_id` pads the rows.
+    pub fn new(
+        reference: &ClassroomModel,
+        examples: &[Example],
+        pad_id: u32,
+    ) -> Result<Self, TrainError> {
+        if examples.len() < 2 {
+            return Err(TrainError::BadConfig {
+                name: "examples",
+                value: examples.len().to_string(),
+                expected: "at least 2 (the mismatched pairs need a neighbour)",
+            });
+        }
+        let max_seq = super::MAX_SEQ;
+        let pairs: Vec<_> = examples
+            .iter()
+            .map(|e| (e.prompt.clone(), e.completion.clone()))
+            .collect();
+        let refs: Vec<&Example> = examples.iter().collect();
+        let tokens = TokenBatch::new(&pairs, pad_id, max_seq)?;
+        let kl_tokens = TokenBatch::new(&mismatched(&refs), pad_id, max_seq)?;
+        Ok(KtoBatch {
+            reference_logps: reference.sequence_logprobs(&tokens, NoneTape)?.as_vec(),
+            kl_reference_logps: reference.sequence_logprobs(&kl_tokens, NoneTape)?.as_vec(),
+            labels: examples.iter().map(|e| e.label).collect(),
+            tokens,
+            kl_tokens,
+        })
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no examples (never, for a batch built by [`KtoBatch::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// The loss and metrics of `batch` under `policy` now, without changing anything.
+pub fn kto_loss(
+    policy: &Policy,
+    batch: &KtoBatch,
+    cfg: &KtoConfig,
+) -> Result<KtoMetrics, TrainError> {
+    let dev = policy.model.wte.weight.device().clone();
+    let n = batch.len();
+    let logps = policy.model.sequence_logprobs(&batch.tokens, NoneTape)?;
+    let kl_policy = policy.model.sequence_logprobs(&batch.kl_tokens, NoneTape)?;
+    let (_, metrics) = losses::kto(
+        logps,
+        &dev.tensor_from_vec(batch.reference_logps.clone(), (n,)),
+        &kl_policy,
+        &dev.tensor_from_vec(batch.kl_reference_logps.clone(), (n,)),
+        &batch.labels,
+        cfg,
+    )?;
+    Ok(metrics)
+}
+
+/// The reference of exercise 3.3: one KTO step (paper Eq. 7, TRL's `KTOTrainer`) on `batch`.
+/// Returns the loss *before* the update.
+pub fn kto_step(policy: &mut Policy, batch: &KtoBatch, cfg: &KtoConfig) -> Result<f32, TrainError> {
+    let n = batch.len();
+    let dev = policy.model.wte.weight.device().clone();
+    let logps = policy.logprobs(&batch.tokens)?;
+    let kl_policy = policy.model.sequence_logprobs(&batch.kl_tokens, NoneTape)?;
+    let (loss, metrics) = losses::kto(
+        logps,
+        &dev.tensor_from_vec(batch.reference_logps.clone(), (n,)),
+        &kl_policy,
+        &dev.tensor_from_vec(batch.kl_reference_logps.clone(), (n,)),
+        &batch.labels,
+        cfg,
+    )?;
+    policy.step(loss.backward());
+    Ok(metrics.loss)
+}
+
+/// A small real batch from the toy world: for each of the first `n_prompts` training prompts
+/// of the colour template, its good answer (thumbs up) and a wrong one (thumbs down).
+pub fn demo_examples(
+    tokenizer: &crate::tokenizer::Tokenizer,
+    n_prompts: usize,
+) -> Result<Vec<Example>, ModelError> {
+    use crate::world::{self, Split, Template, UndesirableKind};
+    let codec = crate::pipeline::Codec { tokenizer };
+    let mut out = Vec::new();
+    let prompts = world::prompts()
+        .iter()
+        .filter(|p| p.template == Template::Color && p.split == Split::Train)
+        .take(n_prompts);
+    for p in prompts {
+        let good = world::good_answer(p);
+        let bad = world::all_bad_answers(p, UndesirableKind::Wrong)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| world::EVASIVE_ANSWERS[0].to_string());
+        out.push(codec.example(p.question(), &good, true)?);
+        out.push(codec.example(p.question(), &bad, false)?);
+    }
+    Ok(out)
+}
+
+/// `steps` reference KTO steps on [`demo_examples`] (4 prompts, 8 examples), from a fresh
+/// classroom model that is also the frozen reference: the metrics of every step, as TRL logs
+/// them. Thumbs-up rewards climb, thumbs-down rewards fall.
+pub fn kto_demo(steps: usize, cfg: &KtoConfig, lr: f64) -> Result<Vec<KtoMetrics>, TrainError> {
+    let tokenizer = super::tokenizer()?;
+    let reference = super::new_model(7);
+    let batch = KtoBatch::new(
+        &reference,
+        &demo_examples(&tokenizer, 4)?,
+        tokenizer.eos_id(),
+    )?;
+    let mut policy = Policy::new(reference, lr);
+    let mut out = Vec::with_capacity(steps + 1);
+    for _ in 0..steps {
+        out.push(kto_loss(&policy, &batch, cfg)?);
+        kto_step(&mut policy, &batch, cfg)?;
+    }
+    out.push(kto_loss(&policy, &batch, cfg)?);
+    Ok(out)
+}
+
+/// The chart of [`kto_demo`]'s metrics: loss, rewards of each class, z0.
+pub fn kto_demo_chart(metrics: &[KtoMetrics]) -> crate::charts::LineChart {
+    use crate::charts::{LegendPosition, LineChart, LineStyle, Rgb, Series};
+    let pick = |f: &dyn Fn(&KtoMetrics) -> Option<f32>| -> Vec<(f64, f64)> {
+        metrics
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| f(m).map(|y| (i as f64, y as f64)))
+            .collect()
+    };
+    LineChart::new(
+        "KTO steps by hand: thumbs-up rewards rise, thumbs-down rewards fall",
+        "step",
+        "value",
+    )
+    .with_series(Series::line("loss", pick(&|m| Some(m.loss)), Rgb::DARK))
+    .with_series(Series::line(
+        "rewards/chosen (β·r, thumbs up)",
+        pick(&|m| m.rewards_chosen),
+        Rgb::GREEN,
+    ))
+    .with_series(Series::line(
+        "rewards/rejected (β·r, thumbs down)",
+        pick(&|m| m.rewards_rejected),
+        Rgb::RED,
+    ))
+    .with_series(Series::line("kl (z0)", pick(&|m| Some(m.kl)), Rgb::BLUE).dashed())
+    .with_hline(0.0, Rgb::GRAY, LineStyle::Solid)
+    .with_legend(LegendPosition::LowerLeft)
+}
