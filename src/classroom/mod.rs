@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | [`ClassroomModel`], [`new_model`], [`model_card`] | the lab 3 model (one layer, width 32), its parameter count by part | 3 |
 //! | [`tokenizer`], [`encode`] | the BPE tokenizer trained on the toy world, a prompt + completion as tokens | 3 |
-//! | [`token_logprobs`], [`masked_sequence_sum`] | per-token log-probs (unmasked) and the masked per-sequence sum | 3 |
+//! | [`token_logprobs`], [`masked_sequence_sum`], [`sequence_logprobs`] | per-token log-probs (unmasked), the masked per-sequence sum, log π(y\|x) | 3 |
 //! | [`Policy`], [`KtoBatch`], [`kto_step`], [`kto_loss`] | one KTO step by hand: a policy with its optimizer, a batch with its reference log-probs | 3 |
 //! | [`train`], [`ClassroomRun`] | the closed loop (SFT → sample → judge → feedback → KTO) with [`LoopConfig::classroom`](crate::pipeline::LoopConfig::classroom) | 3 |
 //! | [`scratch_dir`] | a fresh folder for the files a notebook writes | 3, 4 |
@@ -236,6 +236,15 @@ pub fn token_logprobs(
         },
         mask: batch.mask.clone(),
     })
+}
+
+/// log π(completion | prompt) per row of `batch` under `model` (prompt and padding masked, as
+/// every preference loss uses it). No gradient.
+pub fn sequence_logprobs(
+    model: &ClassroomModel,
+    batch: &TokenBatch,
+) -> Result<Vec<f32>, ModelError> {
+    Ok(model.sequence_logprobs(batch, NoneTape)?.as_vec())
 }
 
 /// The reference of exercise 3.2: log π(y|x) per row = Σ_t mask[r, t] · logps[r, t], `(B,)`.

@@ -117,6 +117,18 @@ impl ClassroomRun {
         pipeline::desirable_rates(&self.outcome.report)
     }
 
+    /// log π(answer | question) under one of the models (the answer encoded as a completion,
+    /// ending with `<|endoftext|>`).
+    pub fn score(&self, which: Which, question: &str, answer: &str) -> Result<f32, LoopError> {
+        let codec = Codec {
+            tokenizer: &self.outcome.tokenizer,
+        };
+        let pair = [(codec.prompt(question)?, codec.completion(answer)?)];
+        let batch =
+            crate::model::TokenBatch::new(&pair, self.outcome.tokenizer.eos_id(), super::MAX_SEQ)?;
+        Ok(super::sequence_logprobs(self.model(which), &batch)?[0])
+    }
+
     /// `per_prompt` fresh answers of one model to each of the first `n_prompts` held-out
     /// prompts of the run's templates, judged. The same `seed` gives every model the same
     /// random stream, so the models can be compared answer by answer.
