@@ -52,7 +52,9 @@ where
         "targets are the inputs shifted left by one; the first completion token is the target \
          at position len(prompt) − 1; padding positions hold `pad` in both and 0 in the mask",
     );
-    let mut cases: Vec<(String, Vec<u32>, Vec<u32>, usize, u32)> = vec![
+    // (name, prompt, completion, seq_len, pad)
+    type RowCase = (String, Vec<u32>, Vec<u32>, usize, u32);
+    let mut cases: Vec<RowCase> = vec![
         (
             "prompt of 3, completion of 2, no padding".into(),
             vec![10, 11, 12],
