@@ -252,3 +252,67 @@ pub fn kto_demo_chart(metrics: &[KtoMetrics]) -> crate::charts::LineChart {
     .with_hline(0.0, Rgb::GRAY, LineStyle::Solid)
     .with_legend(LegendPosition::LowerLeft)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn examples(n: usize) -> Vec<Example> {
+        (0..n)
+            .map(|i| Example {
+                prompt: vec![1 + i as u32, 2, 3],
+                completion: vec![4, 5 + i as u32, 0],
+                label: i % 2 == 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_needs_two_examples_and_scores_them_under_the_reference() {
+        let reference = super::super::new_model(1);
+        assert!(matches!(
+            KtoBatch::new(&reference, &examples(1), 0),
+            Err(TrainError::BadConfig { .. })
+        ));
+        let b = KtoBatch::new(&reference, &examples(4), 0).unwrap();
+        assert_eq!((b.len(), b.is_empty()), (4, false));
+        assert_eq!(b.labels, vec![true, false, true, false]);
+        assert_eq!(b.reference_logps.len(), 4);
+        // The mismatched pairs: prompt i with completion i + 1.
+        assert_eq!(b.kl_tokens.inputs[..4], [1, 2, 3, 4]);
+        assert_eq!(b.kl_tokens.targets[..4], [2, 3, 4, 6]);
+        assert!(b.reference_logps.iter().all(|x| x.is_finite() && *x < 0.0));
+    }
+
+    #[test]
+    fn the_reference_step_lowers_the_loss_and_counts_steps() {
+        let reference = super::super::new_model(2);
+        let batch = KtoBatch::new(&reference, &examples(6), 0).unwrap();
+        let cfg = KtoConfig::default();
+        let mut policy = Policy::new(reference, 1e-2);
+        let before = kto_loss(&policy, &batch, &cfg).unwrap().loss;
+        assert!((before - 0.5).abs() < 1e-6, "πθ = πref gives λ/2: {before}");
+        let returned = kto_step(&mut policy, &batch, &cfg).unwrap();
+        assert_eq!(returned, before);
+        assert_eq!(policy.steps(), 1);
+        for _ in 0..4 {
+            kto_step(&mut policy, &batch, &cfg).unwrap();
+        }
+        let after = kto_loss(&policy, &batch, &cfg).unwrap();
+        assert!(after.loss < before, "{} → {}", before, after.loss);
+        assert!(after.rewards_chosen.unwrap() > 0.0);
+        assert!(after.rewards_rejected.unwrap() < 0.0);
+    }
+
+    #[test]
+    fn the_demo_separates_the_rewards() {
+        let m = kto_demo(5, &KtoConfig::default(), 1e-3).unwrap();
+        assert_eq!(m.len(), 6);
+        let last = &m[5];
+        assert!(last.loss < m[0].loss);
+        assert!(last.rewards_chosen.unwrap() > 0.0 && last.rewards_rejected.unwrap() < 0.0);
+        let chart = kto_demo_chart(&m);
+        assert_eq!(chart.series.len(), 4);
+        assert_eq!(chart.series[0].points.len(), 6);
+    }
+}

@@ -219,3 +219,50 @@ impl fmt::Display for Samples {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A short loop — just enough SFT that some answers are right, so DPO gets pairs: only the
+    /// plumbing is under test here (tests/pipeline.rs checks that the classroom configuration
+    /// learns).
+    fn tiny_run() -> ClassroomRun {
+        let mut cfg = LoopConfig::classroom();
+        cfg.sft.steps = 150;
+        cfg.kto.steps = 2;
+        cfg.dpo.steps = 1;
+        cfg.feedback_samples = 8;
+        cfg.eval_samples = 1;
+        train_with(cfg).unwrap()
+    }
+
+    #[test]
+    fn a_run_hands_back_plain_data() {
+        let run = tiny_run();
+        assert_eq!(run.report().rows.len(), 4);
+        assert_eq!(run.feedback().len(), run.feedback_stats().total);
+        assert_eq!(
+            run.records().iter().filter(|r| r.phase == "sft").count(),
+            150
+        );
+        assert!(run.seconds() > 0.0);
+        assert!(run.to_string().contains("| KTO |"), "{run}");
+        let samples = run.samples(Which::Kto, 2, 2, 1).unwrap();
+        assert_eq!(samples.samples.len(), 4);
+        assert!(samples.to_string().starts_with("Kto: "), "{samples}");
+        // The same seed gives the same answers.
+        assert_eq!(samples, run.samples(Which::Kto, 2, 2, 1).unwrap());
+        let lp = run
+            .score(Which::Sft, "What color is the sky?", "The sky is blue.")
+            .unwrap();
+        assert!(lp.is_finite() && lp < 0.0);
+        for chart in [run.kto_curves(), run.loss_curves(), run.desirable_rates()] {
+            assert!(!chart.series.is_empty());
+        }
+        assert_eq!(run.tokenizer().vocab_size(), crate::model::VOCAB);
+        assert_eq!(run.config().sft.steps, 150);
+        let _ = run.model(Which::Dpo);
+        let _ = run.model(Which::KtoImbalanced);
+    }
+}
