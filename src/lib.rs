@@ -32,3 +32,9 @@ pub mod report;
 pub mod tokenizer;
 pub mod train;
 pub mod world;
+
+/// dfdx, re-exported so notebooks and programs use exactly the version the library's tensor
+/// types come from: `use kto_lab::dfdx::prelude::*;`.
+pub use dfdx;
+/// serde_json, re-exported for the notebooks (lab 5 writes dataset files with it).
+pub use serde_json;
