@@ -35,8 +35,8 @@ pub mod tokenizer;
 pub mod train;
 pub mod world;
 
-/// dfdx, re-exported so a notebook's exercises use the very version the library was built with:
-/// `use kto_lab::dfdx::prelude::*;`.
+/// dfdx, re-exported so notebooks and programs use exactly the version the library's tensor
+/// types come from: `use kto_lab::dfdx::prelude::*;`.
 pub use dfdx;
 /// serde_json, re-exported for the notebooks' exercises: `use kto_lab::serde_json::{json, Value};`.
 pub use serde_json;

@@ -12,11 +12,13 @@
 //!
 //! Every tensor function takes the policy log-probs *with* a gradient tape and everything else
 //! without one; it returns a scalar loss tensor (call `.backward()`) and the metrics TRL logs.
-//! [`plain`] wraps them for callers that hold `&[f32]` slices (notebooks, the CLI).
+//! [`plain`] wraps them for callers that hold `&[f32]` slices (notebooks, the CLI), and
+//! [`compare`] runs several of them on one batch, side by side.
 //!
 //! A "log-prob" here is log π(y|x): the *sum* over completion tokens (no length normalisation),
 //! as TRL uses it. The log-ratio r = log πθ(y|x) − log πref(y|x) is the implicit reward.
 
+pub mod compare;
 mod error;
 pub mod example;
 pub mod kto;

@@ -1,0 +1,591 @@
+//! Checks for lab 5 — KTO or DPO?
+//!
+//! | exercise | check | the student writes |
+//! |---|---|---|
+//! | 5.1 | [`dpo_loss`] | DPO's sigmoid loss on (chosen, rejected) pairs |
+//! | 5.2 | [`dpo_grads`] | how hard DPO pushes each side of each pair: ∂loss/∂log πθ |
+//! | 5.3 | [`write_feedback`] | thumbs-up/down rows written as TRL's unpaired JSONL with serde_json |
+//!
+//! The losses are compared with [`plain::dpo`]; the file is read back line by line and by
+//! [`feedback::analyze`].
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+use super::lab1::close_opt;
+use super::{Checker, Report};
+use crate::feedback;
+use crate::losses::plain;
+use crate::losses::ExampleBatch;
+
+/// Exercise 5.1's signature: policy chosen, policy rejected, reference chosen, reference
+/// rejected log-probs, β → loss (`None` when there are no pairs).
+pub type DpoLossFn<'a> = dyn Fn(&[f32], &[f32], &[f32], &[f32], f32) -> Option<f32> + 'a;
+/// Exercise 5.2's signature: the same inputs → (∂loss/∂chosen, ∂loss/∂rejected) per pair.
+pub type DpoGradsFn<'a> = dyn Fn(&[f32], &[f32], &[f32], &[f32], f32) -> (Vec<f32>, Vec<f32>) + 'a;
+/// Exercise 5.3's signature: write `(prompt, completion, thumbs up?)` rows to a JSONL file.
+pub type WriteFeedbackFn<'a> = dyn Fn(&Path, &[(&str, &str, bool)]) -> std::io::Result<()> + 'a;
+
+const TOL: f64 = 1e-5;
+
+/// One set of pairs: the four log-prob slices and β.
+struct Pairs {
+    name: String,
+    policy_chosen: Vec<f32>,
+    policy_rejected: Vec<f32>,
+    reference_chosen: Vec<f32>,
+    reference_rejected: Vec<f32>,
+    beta: f32,
+}
+
+/// Pairs from chosen and rejected log-ratios around a fixed reference.
+fn from_ratios(name: &str, chosen: &[f32], rejected: &[f32], beta: f32) -> Pairs {
+    Pairs {
+        name: name.to_string(),
+        policy_chosen: chosen.iter().map(|r| -20.0 + r).collect(),
+        policy_rejected: rejected.iter().map(|r| -24.0 + r).collect(),
+        reference_chosen: vec![-20.0; chosen.len()],
+        reference_rejected: vec![-24.0; rejected.len()],
+        beta,
+    }
+}
+
+fn inputs() -> Vec<Pairs> {
+    let lab = ExampleBatch::generate(8, 42);
+    let (up, down) = lab.policy_logps.split_at(4);
+    let (ref_up, ref_down) = lab.reference_logps.split_at(4);
+    let lab_pairs = |name: &str, beta: f32| Pairs {
+        name: name.to_string(),
+        policy_chosen: up.to_vec(),
+        policy_rejected: down.to_vec(),
+        reference_chosen: ref_up.to_vec(),
+        reference_rejected: ref_down.to_vec(),
+        beta,
+    };
+    let mut v = vec![
+        lab_pairs("lab 1's batch as 4 pairs (up i vs down i)", 0.1),
+        lab_pairs("same pairs, β = 0.5", 0.5),
+        from_ratios("a pair on the wrong side", &[-1.0], &[2.0], 0.1),
+        from_ratios(
+            "a far-off pair (β·margin = −200)",
+            &[-1000.0, 0.5],
+            &[1000.0, -0.5],
+            0.1,
+        ),
+        from_ratios(
+            "both sides pushed up, chosen more",
+            &[3.0, 1.0],
+            &[2.0, 0.5],
+            0.2,
+        ),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(0x6b74_6f35);
+    for k in 0..5 {
+        let n = rng.gen_range(1..=8);
+        let mut draw = || -> Vec<f32> { (0..n).map(|_| rng.gen_range(-40.0..-5.0)).collect() };
+        let (pc, pr, rc, rr) = (draw(), draw(), draw(), draw());
+        v.push(Pairs {
+            name: format!("random pairs #{} (n = {n})", k + 1),
+            policy_chosen: pc,
+            policy_rejected: pr,
+            reference_chosen: rc,
+            reference_rejected: rr,
+            beta: rng.gen_range(0.01..1.0),
+        });
+    }
+    v.push(from_ratios("no pairs", &[], &[], 0.1));
+    v
+}
+
+/// Exercise 5.1 — DPO's loss: mean over pairs of −log σ(β·[(πc − rc) − (πr − rr)]); `None` for
+/// no pairs. Compared with [`plain::dpo`].
+pub fn dpo_loss(f: impl Fn(&[f32], &[f32], &[f32], &[f32], f32) -> Option<f32>) -> Report {
+    check_dpo_loss(&f)
+}
+
+fn check_dpo_loss(f: &DpoLossFn) -> Report {
+    let mut check = Checker::new(
+        "Exercise 5.1 — the DPO loss",
+        "per pair: margin = β·[(policy_chosen − reference_chosen) − (policy_rejected − \
+         reference_rejected)], loss = −log σ(margin); then the mean over pairs. −log σ(−200) = \
+         200 must stay finite: compute in f64 or use kto_lab::math::log_sigmoid. No pairs gives \
+         None.",
+    );
+    for p in inputs() {
+        let expected = plain::dpo(
+            &p.policy_chosen,
+            &p.policy_rejected,
+            &p.reference_chosen,
+            &p.reference_rejected,
+            p.beta,
+        )
+        .ok()
+        .map(|o| f64::from(o.metrics.loss));
+        let Some(got) = check.call(|| {
+            f(
+                &p.policy_chosen,
+                &p.policy_rejected,
+                &p.reference_chosen,
+                &p.reference_rejected,
+                p.beta,
+            )
+        }) else {
+            continue;
+        };
+        close_opt(&mut check, p.name, expected, got.map(f64::from), TOL);
+    }
+    check.finish()
+}
+
+/// Exercise 5.2 — DPO's gradient with respect to the policy log-probs, per pair:
+/// `(∂loss/∂policy_chosen, ∂loss/∂policy_rejected)`, both empty for no pairs. Compared with
+/// the gradients [`plain::dpo`] gets from dfdx's `backward()`.
+pub fn dpo_grads(
+    f: impl Fn(&[f32], &[f32], &[f32], &[f32], f32) -> (Vec<f32>, Vec<f32>),
+) -> Report {
+    check_dpo_grads(&f)
+}
+
+fn check_dpo_grads(f: &DpoGradsFn) -> Report {
+    let mut check = Checker::new(
+        "Exercise 5.2 — DPO's push on each side of a pair",
+        "with m = the pair's margin and n pairs: ∂loss/∂policy_chosen = −β·σ(−m)/n and \
+         ∂loss/∂policy_rejected = +β·σ(−m)/n (the 1/n comes from the mean). Same size, \
+         opposite signs.",
+    );
+    let to64 = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| f64::from(x)).collect() };
+    for p in inputs() {
+        let (want_c, want_r) = match plain::dpo(
+            &p.policy_chosen,
+            &p.policy_rejected,
+            &p.reference_chosen,
+            &p.reference_rejected,
+            p.beta,
+        ) {
+            Ok(o) => (o.grad_policy_chosen_logps, o.grad_policy_rejected_logps),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        let Some((got_c, got_r)) = check.call(|| {
+            f(
+                &p.policy_chosen,
+                &p.policy_rejected,
+                &p.reference_chosen,
+                &p.reference_rejected,
+                p.beta,
+            )
+        }) else {
+            continue;
+        };
+        check.close_all(
+            format!("{}: ∂/∂chosen", p.name),
+            &to64(&want_c),
+            &to64(&got_c),
+            TOL,
+        );
+        check.close_all(
+            format!("{}: ∂/∂rejected", p.name),
+            &to64(&want_r),
+            &to64(&got_r),
+            TOL,
+        );
+    }
+    check.finish()
+}
+
+/// The seed notebook's feedback rows, plus one prompt with two thumbs down: 9 rows,
+/// 4 desirable, 5 undesirable.
+pub const SEED_FEEDBACK: &[(&str, &str, bool)] = &[
+    ("Explain machine learning.", "Machine learning is a subset of AI where computers learn patterns from data without explicit programming.", true),
+    ("What's the capital of France?", "Paris is the capital of France.", true),
+    ("How do I stay healthy?", "Eat balanced meals, exercise regularly, get enough sleep, and manage stress.", true),
+    ("Explain machine learning.", "Its computers doing stuff.", false),
+    ("What's the capital of France?", "I don't know.", false),
+    ("How do I stay healthy?", "Just don't get sick lol", false),
+    ("What is Python?", "Python is a high-level programming language known for its readability.", true),
+    ("What is Python?", "A snake.", false),
+    ("What is Python?", "Python is a language for snakes.", false),
+];
+
+/// Rows whose text must be escaped: quotes, a newline, a tab, a backslash, non-ASCII.
+const TRICKY: &[(&str, &str, bool)] = &[
+    ("Quote me: \"hi\"", "He said \"hi\" and left.", true),
+    ("Two lines?", "line one\nline two", true),
+    ("Path?", "C:\\Users\\kto\tend", false),
+    ("Café ☕?", "Un café, s'il vous plaît — 日本語も", true),
+];
+
+/// One feedback row: (prompt, completion, thumbs up?).
+type Row<'a> = (&'a str, &'a str, bool);
+
+static SCRATCH: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh scratch folder for one check run, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "kto-lab-check-{}-{}",
+            std::process::id(),
+            SCRATCH.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Why line `text` is not the row `(prompt, completion, label)`, if it is not.
+fn line_problem(text: &str, row: &(&str, &str, bool)) -> Option<String> {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("not JSON ({e}): {text}")),
+    };
+    let Some(obj) = value.as_object() else {
+        return Some(format!("not a JSON object: {text}"));
+    };
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    if keys != ["completion", "label", "prompt"] {
+        return Some(format!(
+            "keys {keys:?}, want exactly prompt, completion, label"
+        ));
+    }
+    let want = serde_json::json!({"prompt": row.0, "completion": row.1, "label": row.2});
+    if want.as_object() != Some(obj) {
+        return Some(format!("{text} (want {want})"));
+    }
+    None
+}
+
+/// Exercise 5.3 — write `(prompt, completion, thumbs up?)` rows as TRL's unpaired JSONL: one
+/// object `{"prompt", "completion", "label"}` per line, each line ending in `\n`, replacing any
+/// existing file; no rows gives an empty file. Checked by reading the file back line by line,
+/// then with [`feedback::analyze`].
+pub fn write_feedback(f: impl Fn(&Path, &[(&str, &str, bool)]) -> std::io::Result<()>) -> Report {
+    check_write_feedback(&f)
+}
+
+fn check_write_feedback(f: &WriteFeedbackFn) -> Report {
+    let mut check = Checker::new(
+        "Exercise 5.3 — thumbs up/down to JSONL",
+        "build each line with serde_json::json!({\"prompt\": p, \"completion\": c, \"label\": l}) \
+         and serde_json::to_string (it escapes quotes, newlines and backslashes; format!() does \
+         not); write every line followed by \\n with std::fs::write or File::create, which \
+         replace an existing file.",
+    );
+    let scratch = match Scratch::new() {
+        Ok(s) => s,
+        Err(e) => {
+            check.case(
+                "a scratch folder for the check",
+                "created",
+                format!("error: {e}"),
+                false,
+            );
+            return check.finish();
+        }
+    };
+    let scenarios: [(&str, &[Row], bool); 3] = [
+        ("the seed's 9 rows", SEED_FEEDBACK, false),
+        ("text that needs escaping, over an old file", TRICKY, true),
+        ("no rows", &[], false),
+    ];
+    for (k, (name, rows, old_file)) in scenarios.into_iter().enumerate() {
+        let path = scratch.0.join(format!("feedback-{k}.jsonl"));
+        if old_file {
+            if let Err(e) = std::fs::write(&path, "{\"old\": \"content\"}\n".repeat(20)) {
+                check.case(
+                    format!("{name}: old file"),
+                    "written",
+                    format!("error: {e}"),
+                    false,
+                );
+                continue;
+            }
+        }
+        let Some(result) = check.call(|| f(&path, rows)) else {
+            continue;
+        };
+        if let Err(e) = result {
+            check.case(
+                format!("{name}: writes the file"),
+                "Ok(())",
+                format!("Err({e})"),
+                false,
+            );
+            continue;
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                check.case(
+                    format!("{name}: file exists"),
+                    "a UTF-8 file",
+                    format!("{e}"),
+                    false,
+                );
+                continue;
+            }
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        check.equal(format!("{name}: number of lines"), rows.len(), lines.len());
+        let ends_ok = text.is_empty() || text.ends_with('\n');
+        check.case(
+            format!("{name}: ends with a newline"),
+            if rows.is_empty() {
+                "an empty file"
+            } else {
+                "…\\n"
+            },
+            if ends_ok {
+                "yes"
+            } else {
+                "no: the last line is unterminated"
+            },
+            ends_ok && (rows.is_empty() == text.is_empty()),
+        );
+        let problem = rows
+            .iter()
+            .zip(&lines)
+            .enumerate()
+            .find_map(|(i, (row, line))| {
+                line_problem(line, row).map(|p| format!("line {}: {p}", i + 1))
+            });
+        let rows_ok = problem.is_none() && lines.len() == rows.len();
+        check.case(
+            format!("{name}: each line is {{prompt, completion, label}}"),
+            "every row, in order",
+            problem.unwrap_or_else(|| {
+                if rows_ok {
+                    "every row, in order".into()
+                } else {
+                    "line count differs".into()
+                }
+            }),
+            rows_ok,
+        );
+        if !rows.is_empty() {
+            let up = rows.iter().filter(|r| r.2).count();
+            let want = format!("KTO, {up} up / {} down", rows.len() - up);
+            let got = match feedback::analyze(&path) {
+                Ok(r) => format!(
+                    "{}, {} up / {} down",
+                    r.recommendation, r.desirable, r.undesirable
+                ),
+                Err(e) => format!("error: {e}"),
+            };
+            check.case(
+                format!("{name}: feedback::analyze reads it"),
+                &want,
+                &got,
+                want == got,
+            );
+        }
+    }
+    check.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Status;
+    use super::*;
+    use crate::math::{log_sigmoid, sigmoid};
+    use std::io::Write;
+
+    fn margins(pc: &[f32], pr: &[f32], rc: &[f32], rr: &[f32], beta: f32) -> Vec<f64> {
+        (0..pc.len())
+            .map(|i| f64::from(beta) * (f64::from(pc[i] - rc[i]) - f64::from(pr[i] - rr[i])))
+            .collect()
+    }
+
+    fn solution_5_1(pc: &[f32], pr: &[f32], rc: &[f32], rr: &[f32], beta: f32) -> Option<f32> {
+        if pc.is_empty() {
+            return None;
+        }
+        let m = margins(pc, pr, rc, rr, beta);
+        Some((m.iter().map(|&x| -log_sigmoid(x)).sum::<f64>() / m.len() as f64) as f32)
+    }
+
+    fn solution_5_2(
+        pc: &[f32],
+        pr: &[f32],
+        rc: &[f32],
+        rr: &[f32],
+        beta: f32,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let m = margins(pc, pr, rc, rr, beta);
+        let n = m.len() as f64;
+        let push: Vec<f64> = m
+            .iter()
+            .map(|&x| f64::from(beta) * sigmoid(-x) / n)
+            .collect();
+        (
+            push.iter().map(|&g| -g as f32).collect(),
+            push.iter().map(|&g| g as f32).collect(),
+        )
+    }
+
+    fn solution_5_3(path: &Path, rows: &[(&str, &str, bool)]) -> std::io::Result<()> {
+        let mut out = String::new();
+        for (prompt, completion, label) in rows {
+            let line =
+                serde_json::json!({"prompt": prompt, "completion": completion, "label": label});
+            out.push_str(&serde_json::to_string(&line)?);
+            out.push('\n');
+        }
+        std::fs::write(path, out)
+    }
+
+    #[test]
+    fn the_solutions_pass() {
+        for r in [
+            dpo_loss(solution_5_1),
+            dpo_grads(solution_5_2),
+            write_feedback(solution_5_3),
+        ] {
+            assert_eq!(r.status, Status::Passed, "{r}");
+        }
+    }
+
+    #[test]
+    fn todo_is_not_done_yet() {
+        assert_eq!(dpo_loss(|_, _, _, _, _| todo!()).status, Status::NotDone);
+        assert_eq!(dpo_grads(|_, _, _, _, _| todo!()).status, Status::NotDone);
+        assert_eq!(
+            write_feedback(|_, _| todo!("write it")).status,
+            Status::NotDone
+        );
+    }
+
+    #[test]
+    fn a_sum_instead_of_a_mean_fails() {
+        let r = dpo_loss(|pc, pr, rc, rr, b| {
+            let n = pc.len().max(1) as f32;
+            solution_5_1(pc, pr, rc, rr, b).map(|l| l * n)
+        });
+        assert_eq!(r.status, Status::Failed);
+        let failed: Vec<&str> = r
+            .cases
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(
+            failed.contains(&"lab 1's batch as 4 pairs (up i vs down i)"),
+            "{failed:?}"
+        );
+        assert!(!failed.contains(&"a pair on the wrong side"), "{failed:?}");
+        assert!(r.to_string().contains("hint: per pair"));
+    }
+
+    #[test]
+    fn zero_instead_of_none_for_no_pairs_fails_that_case() {
+        let r = dpo_loss(|pc, pr, rc, rr, b| solution_5_1(pc, pr, rc, rr, b).or(Some(0.0)));
+        let failed: Vec<&str> = r
+            .cases
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(failed, ["no pairs"]);
+    }
+
+    #[test]
+    fn forgetting_the_mean_in_the_gradient_fails() {
+        let r = dpo_grads(|pc, pr, rc, rr, b| {
+            let n = pc.len() as f32;
+            let (c, r) = solution_5_2(pc, pr, rc, rr, b);
+            (
+                c.iter().map(|g| g * n).collect(),
+                r.iter().map(|g| g * n).collect(),
+            )
+        });
+        assert_eq!(r.status, Status::Failed);
+        // One pair: n = 1, so those cases still pass.
+        assert!(r
+            .cases
+            .iter()
+            .any(|c| c.ok && c.name.starts_with("a pair on the wrong side")));
+        assert!(r
+            .cases
+            .iter()
+            .any(|c| !c.ok && c.name.ends_with("∂/∂chosen")));
+    }
+
+    #[test]
+    fn format_without_escaping_fails_on_the_tricky_rows() {
+        let r = write_feedback(|path, rows| {
+            let mut f = std::fs::File::create(path)?;
+            for (p, c, l) in rows {
+                writeln!(
+                    f,
+                    "{{\"prompt\": \"{p}\", \"completion\": \"{c}\", \"label\": {l}}}"
+                )?;
+            }
+            Ok(())
+        });
+        assert_eq!(r.status, Status::Failed);
+        let failed: Vec<&str> = r
+            .cases
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(
+            failed
+                .iter()
+                .all(|n| n.starts_with("text that needs escaping")),
+            "{failed:?}"
+        );
+        assert!(
+            failed
+                .iter()
+                .any(|n| n.ends_with("each line is {prompt, completion, label}")),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn appending_instead_of_replacing_fails() {
+        let r = write_feedback(|path, rows| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            for (p, c, l) in rows {
+                let line = serde_json::json!({"prompt": p, "completion": c, "label": l});
+                writeln!(f, "{line}")?;
+            }
+            Ok(())
+        });
+        assert_eq!(r.status, Status::Failed);
+        assert!(
+            r.cases.iter().any(|c| !c.ok
+                && c.name == "text that needs escaping, over an old file: number of lines"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn an_io_error_is_reported() {
+        let r = write_feedback(|_, _| Err(std::io::Error::other("disk full")));
+        assert_eq!(r.status, Status::Failed);
+        assert!(r.cases[0].got.contains("disk full"));
+    }
+
+    #[test]
+    fn seed_feedback_counts() {
+        assert_eq!(SEED_FEEDBACK.len(), 9);
+        assert_eq!(SEED_FEEDBACK.iter().filter(|r| r.2).count(), 4);
+    }
+}
