@@ -100,7 +100,9 @@ impl BenchConfig {
         self.prompt_len + longest - 1
     }
 
-    fn validate(&self) -> Result<(), TrainError> {
+    /// Errors on a config that cannot run (batch < 2, completions < 3 tokens, no timed steps,
+    /// rows longer than the context).
+    pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |name, value: usize, expected| TrainError::BadConfig {
             name,
             value: value.to_string(),

@@ -67,6 +67,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time lab 3's SFT and KTO steps in dfdx and, when Python has torch, in PyTorch eager.
+    Bench(crate::bench_cmd::BenchArgs),
     /// Draw lab 2's charts (value function, KTO loss curves) as SVG and PNG.
     Charts {
         /// The folder to write them in.
@@ -214,6 +216,7 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::lab3::run(&cfg, &dir.join("lab3"), true, &mut out)
         }
         Command::Tour { out: dir } => crate::tour::run(&dir, &mut out),
+        Command::Bench(args) => crate::bench_cmd::run(&args, &mut out),
         Command::Train(args) => {
             let cfg = args.config()?;
             crate::lab3::run(&cfg, &args.out, !args.quiet, &mut out)
