@@ -29,7 +29,8 @@ use crate::feedback::{self, FeedbackError, FeedbackStore, Record, Text};
 use crate::losses::KtoConfig;
 use crate::model::{LanguageModel, ModelError};
 use crate::tokenizer::Tokenizer;
-use crate::train::{self, Example, MetricsLog, Pair, Session, TrainConfig, TrainError};
+pub use crate::train::Shareable;
+use crate::train::{self, both, Example, MetricsLog, Pair, Session, TrainConfig, TrainError};
 use crate::world::{self, Prompt, Split, Template};
 
 /// Everything that can stop the loop.
@@ -483,40 +484,6 @@ fn train_from<D: Device<f32>, M: LanguageModel<D>>(
         },
     )?;
     Ok((policy, log))
-}
-
-/// Models that may be trained on several threads at once. dfdx's CPU tensors can; its CUDA
-/// device cannot be shared between threads, so with the `cuda` feature everything is
-/// `Shareable` and the loop runs its jobs one after the other.
-#[cfg(not(feature = "cuda"))]
-pub trait Shareable: Send + Sync {}
-#[cfg(not(feature = "cuda"))]
-impl<T: Send + Sync> Shareable for T {}
-/// Models that may be trained on several threads at once (see the CPU build's docs).
-#[cfg(feature = "cuda")]
-pub trait Shareable {}
-#[cfg(feature = "cuda")]
-impl<T> Shareable for T {}
-
-/// Runs two independent jobs, on two threads when the device allows it. A panic in the other
-/// thread is re-raised here, as if both had run on this one.
-#[cfg(not(feature = "cuda"))]
-fn both<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
-    std::thread::scope(|scope| {
-        let handle = scope.spawn(a);
-        let second = b();
-        match handle.join() {
-            Ok(first) => (first, second),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
-}
-
-/// Runs two independent jobs one after the other (CUDA build: one device, one thread).
-#[cfg(feature = "cuda")]
-fn both<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> (A, B) {
-    let first = a();
-    (first, b())
 }
 
 /// The plain string inside a toy-world record (the world only writes plain text).
