@@ -57,7 +57,8 @@ pub struct BenchConfig {
     pub steps: usize,
     /// Seed of the synthetic token ids and of the sampler.
     pub seed: u64,
-    /// dfdx's allocation cache (`dev.enable_cache()`), on in the trainers' CLI too.
+    /// dfdx's allocation cache (`dev.enable_cache()`); lab 3 itself runs without it (see
+    /// [`crate::model::device`]).
     pub cache: bool,
 }
 
