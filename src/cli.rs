@@ -91,6 +91,10 @@ struct TrainArgs {
     /// KTO (and DPO) optimizer steps.
     #[arg(long)]
     steps: Option<usize>,
+    /// KTO feedback rounds: each round after the first samples the last KTO model, judges the
+    /// answers, adds them to the feedback and trains KTO on from there.
+    #[arg(long)]
+    kto_rounds: Option<usize>,
     /// KTO's β.
     #[arg(long)]
     beta: Option<f32>,
@@ -134,6 +138,12 @@ impl TrainArgs {
         if let Some(n) = self.steps {
             cfg.kto.steps = n;
             cfg.dpo.steps = n;
+        }
+        if let Some(n) = self.kto_rounds {
+            if n == 0 {
+                anyhow::bail!("--kto-rounds 0: at least 1 round");
+            }
+            cfg.kto_rounds = n;
         }
         if let Some(b) = self.beta {
             cfg.kto_loss.beta = b;

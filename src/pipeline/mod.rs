@@ -51,7 +51,7 @@ pub enum LoopError {
 }
 
 /// The loop's settings. [`LoopConfig::default`] is the main job's: KTO lifts the desirable rate
-/// of the SFT model from about half to 90% or more on a 2-core CPU in well under a minute.
+/// of the SFT model from about half to 90% or more on a 2-core CPU in about a minute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoopConfig {
     /// Seed of everything random (init, data order, sampling).
@@ -112,8 +112,10 @@ impl Default for LoopConfig {
             templates: Template::ALL.to_vec(),
             good_fraction: world::DEFAULT_GOOD_FRACTION,
             vocab_size: crate::model::VOCAB,
+            // 400 rather than 300 steps: the SFT model answers right about half the time
+            // (49%) instead of 42%, and every preference run starts from there.
             sft: TrainConfig {
-                steps: 300,
+                steps: 400,
                 batch_size: 32,
                 lr: 3e-3,
                 warmup: 20,
@@ -154,8 +156,12 @@ impl Default for LoopConfig {
             // KL up (10.9) and its desirable rate fell below the SFT model's. A lower lr keeps
             // the step size in line.
             kto_imbalanced: Some(TrainConfig { lr: 2e-4, ..kto }),
-            // Round 2 gently: half the steps at a lower lr on all the feedback so far.
-            kto_rounds: 2,
+            // One round by default: with this SFT model KTO already reaches 98% on the training
+            // prompts, and a second round (measured: 98.3% → 98.3%, held-out 57% → 48%) costs
+            // more wall time than the main job's budget leaves. `kto_later` is how a second
+            // round trains when asked for (`kto-lab train --kto-rounds 2`): half the steps at a
+            // lower lr, on all the feedback so far.
+            kto_rounds: 1,
             kto_later: Some(TrainConfig {
                 steps: 50,
                 lr: 2e-4,
