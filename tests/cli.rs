@@ -352,6 +352,15 @@ fn train_rejects_a_device_this_build_lacks_and_bad_beta() {
         "--quiet",
     ]);
     assert_one_line_error(&o, "`beta` = 0 is invalid: it must be a finite number > 0");
+    let o = kto_lab(&[
+        "train",
+        "--out",
+        out.to_str().unwrap(),
+        "--kto-rounds",
+        "0",
+        "--quiet",
+    ]);
+    assert_one_line_error(&o, "--kto-rounds 0: at least 1 round");
     assert!(
         !out.exists(),
         "nothing is written before the settings are checked"
