@@ -8,4 +8,4 @@ nvidia-smi
 nvcc --version
 cargo test --release --features cuda
 cargo run --release --features cuda -- train --device cuda --out out/gpu-lab3 --quiet
-cargo run --release --features cuda --example bench -- --no-torch
+cargo run --release --features cuda -- bench --no-torch

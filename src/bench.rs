@@ -57,7 +57,8 @@ pub struct BenchConfig {
     pub steps: usize,
     /// Seed of the synthetic token ids and of the sampler.
     pub seed: u64,
-    /// dfdx's allocation cache (`dev.enable_cache()`), on in the trainers' CLI too.
+    /// dfdx's allocation cache (`dev.enable_cache()`); lab 3 itself runs without it (see
+    /// [`crate::model::device`]).
     pub cache: bool,
 }
 
@@ -100,7 +101,9 @@ impl BenchConfig {
         self.prompt_len + longest - 1
     }
 
-    fn validate(&self) -> Result<(), TrainError> {
+    /// Errors on a config that cannot run (batch < 2, completions < 3 tokens, no timed steps,
+    /// rows longer than the context).
+    pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |name, value: usize, expected| TrainError::BadConfig {
             name,
             value: value.to_string(),

@@ -67,6 +67,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time lab 3's SFT and KTO steps in dfdx and, when Python has torch, in PyTorch eager.
+    Bench(crate::bench_cmd::BenchArgs),
     /// Draw lab 2's charts (value function, KTO loss curves) as SVG and PNG.
     Charts {
         /// The folder to write them in.
@@ -89,6 +91,10 @@ struct TrainArgs {
     /// KTO (and DPO) optimizer steps.
     #[arg(long)]
     steps: Option<usize>,
+    /// KTO feedback rounds: each round after the first samples the last KTO model, judges the
+    /// answers, adds them to the feedback and trains KTO on from there.
+    #[arg(long)]
+    kto_rounds: Option<usize>,
     /// KTO's β.
     #[arg(long)]
     beta: Option<f32>,
@@ -132,6 +138,12 @@ impl TrainArgs {
         if let Some(n) = self.steps {
             cfg.kto.steps = n;
             cfg.dpo.steps = n;
+        }
+        if let Some(n) = self.kto_rounds {
+            if n == 0 {
+                anyhow::bail!("--kto-rounds 0: at least 1 round");
+            }
+            cfg.kto_rounds = n;
         }
         if let Some(b) = self.beta {
             cfg.kto_loss.beta = b;
@@ -214,6 +226,7 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::lab3::run(&cfg, &dir.join("lab3"), true, &mut out)
         }
         Command::Tour { out: dir } => crate::tour::run(&dir, &mut out),
+        Command::Bench(args) => crate::bench_cmd::run(&args, &mut out),
         Command::Train(args) => {
             let cfg = args.config()?;
             crate::lab3::run(&cfg, &args.out, !args.quiet, &mut out)

@@ -40,11 +40,20 @@ pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> 
         "Feedback from the SFT model's samples: {}",
         report.feedback
     )?;
+    for (i, stats) in report.later_feedback.iter().enumerate() {
+        writeln!(w, "Feedback from round {}'s KTO model: {stats}", i + 1)?;
+    }
     writeln!(w, "DPO pairs from the same samples: {}\n", report.dpo_pairs)?;
     write!(w, "{}", report.markdown())?;
     writeln!(w, "\n(lab 3 took {seconds:.1} s)")?;
+    let later: String = report
+        .later_feedback
+        .iter()
+        .enumerate()
+        .map(|(i, stats)| format!("Feedback from round {}'s KTO model: {stats}\n\n", i + 1))
+        .collect();
     let md = format!(
-        "# Lab 3 report\n\nFeedback: {}\n\nDPO pairs: {}\n\n{}",
+        "# Lab 3 report\n\nFeedback: {}\n\n{later}DPO pairs: {}\n\n{}",
         report.feedback,
         report.dpo_pairs,
         report.markdown()
@@ -63,6 +72,9 @@ pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> 
         ("kto-imbalanced", &outcome.kto_imbalanced),
     ] {
         model.save(out.join(format!("{name}.safetensors")))?;
+    }
+    for (i, model) in outcome.kto_later.iter().enumerate() {
+        model.save(out.join(format!("kto-round{}.safetensors", i + 2)))?;
     }
     let records = log.records();
     for (name, chart) in [

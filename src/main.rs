@@ -1,6 +1,7 @@
 //! `kto-lab`: the workbook's command line. Every subcommand is a thin shell over the library;
 //! errors are printed as one line on stderr with a non-zero exit code.
 
+mod bench_cmd;
 mod cli;
 mod lab3;
 mod tour;

@@ -352,8 +352,44 @@ fn train_rejects_a_device_this_build_lacks_and_bad_beta() {
         "--quiet",
     ]);
     assert_one_line_error(&o, "`beta` = 0 is invalid: it must be a finite number > 0");
+    let o = kto_lab(&[
+        "train",
+        "--out",
+        out.to_str().unwrap(),
+        "--kto-rounds",
+        "0",
+        "--quiet",
+    ]);
+    assert_one_line_error(&o, "--kto-rounds 0: at least 1 round");
     assert!(
         !out.exists(),
         "nothing is written before the settings are checked"
+    );
+}
+
+#[test]
+fn bench_times_both_steps_and_says_when_torch_is_missing() {
+    let o = kto_lab(&[
+        "bench",
+        "--batch",
+        "4",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+        "--python",
+        "/nonexistent/python",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("| SFT  |") && text.contains("| KTO  |"),
+        "{text}"
+    );
+    assert!(stderr(&o).contains("timing dfdx only"), "{}", stderr(&o));
+    let o = kto_lab(&["bench", "--batch", "1", "--no-torch"]);
+    assert_one_line_error(
+        &o,
+        "`batch` = 1 is invalid: at least 2 (KTO's mismatched pairs)",
     );
 }

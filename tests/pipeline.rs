@@ -4,13 +4,20 @@
 
 use kto_lab::classroom::{new_model, ClassroomModel};
 use kto_lab::pipeline::{run_loop, LoopConfig};
-use kto_lab::train::MetricsLog;
+use kto_lab::train::{MetricsLog, TrainConfig};
 use kto_lab::world::Template;
 
 #[test]
 fn kto_raises_the_desirable_rate_on_the_toy_world() {
-    let cfg = LoopConfig::classroom();
+    let mut cfg = LoopConfig::classroom();
     assert_eq!(cfg.templates, vec![Template::Color]);
+    // A second feedback round on top: it samples the KTO model, judges, and trains on.
+    cfg.kto_rounds = 2;
+    cfg.kto_later = Some(TrainConfig {
+        steps: 20,
+        lr: 5e-4,
+        ..cfg.kto
+    });
     let dir = tempfile::tempdir().unwrap();
     let mut log = MetricsLog::quiet();
     let out = run_loop(new_model, &cfg, Some(dir.path()), &mut log).unwrap();
@@ -30,10 +37,29 @@ fn kto_raises_the_desirable_rate_on_the_toy_world() {
     );
     assert_eq!(out.report.rows[0].all_prompts.kl_to_reference, 0.0);
     assert!(out.report.rows[1].all_prompts.kl_to_reference > 0.0);
+    // Rows: SFT, KTO, KTO round 2, DPO, imbalanced KTO; round 2 does not undo round 1.
+    let methods: Vec<&str> = out.report.rows.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(
+        methods,
+        [
+            "SFT (reference)",
+            "KTO",
+            "KTO, round 2",
+            "DPO",
+            "KTO, 90% of thumbs-up dropped"
+        ]
+    );
+    assert!(rate(2) >= rate(0) + 0.15, "round 2 {:.2}", rate(2));
+    assert_eq!(out.kto_later.len(), 1);
+    assert_eq!(out.report.later_feedback.len(), 1);
 
     // The feedback file is TRL's unpaired format plus metadata, one line per stored record.
     let text = std::fs::read_to_string(dir.path().join("feedback.jsonl")).unwrap();
-    assert_eq!(text.lines().count(), out.feedback.len());
+    // Round 1's records, then round 2's (tagged with their round).
+    let round2 = out.report.later_feedback[0].total;
+    assert_eq!(text.lines().count(), out.feedback.len() + round2);
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["metadata"]["round"], 2, "{last}");
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     for key in ["prompt", "completion", "label", "metadata"] {
         assert!(first.get(key).is_some(), "{key} missing in {first}");
@@ -42,6 +68,7 @@ fn kto_raises_the_desirable_rate_on_the_toy_world() {
     for (phase, steps) in [
         ("sft", cfg.sft.steps),
         ("kto", cfg.kto.steps),
+        ("kto-round2", 20),
         ("dpo", cfg.dpo.steps),
         ("kto-imbalanced", cfg.kto.steps),
     ] {

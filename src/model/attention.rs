@@ -85,11 +85,10 @@ impl<const M: usize, const H: usize, D: Device<f32>> CausalSelfAttention<M, H, f
             .try_permute::<_, Axes4<0, 2, 1, 3>>()?;
 
         // Scores [b, H, s, s]; scaling by 1/√hd keeps softmax out of saturation at init.
-        let scores = q.try_matmul(k)?.try_mul(1.0 / (hd as f32).sqrt())?;
-        let mask = mask
-            .clone()
-            .try_broadcast_like::<_, Axes2<0, 1>>(&(b, H, s, s))?;
-        let weights = scores.try_add(mask)?.try_softmax::<Axis<3>>()?;
+        // The mask is added to every row and head, then softmax over the keys (one fused
+        // loop on the CPU: `fused::masked_softmax`).
+        let scale = 1.0 / (hd as f32).sqrt();
+        let weights = super::fused::masked_softmax(q.try_matmul(k)?, scale, mask)?;
 
         // Weighted values, heads glued back together: [b, H, s, hd] -> [b, s, M].
         let y = weights

@@ -48,13 +48,14 @@ impl<const M: usize, const H: usize, const F: usize, D: Device<f32>> Block<M, H,
         mask: &Tensor<(usize, usize), f32, D>,
     ) -> Result<Hidden<M, D, T>, D::Err> {
         // The branch starts from a copy of x with an empty tape; `x + branch` merges the tapes.
-        let a = self
-            .attn
-            .try_forward(self.ln_1.try_forward(x.with_empty_tape())?, mask)?;
+        let a = self.attn.try_forward(
+            super::fused::layer_norm(&self.ln_1, x.with_empty_tape())?,
+            mask,
+        )?;
         let x = x.try_add(a)?;
         let m = self
             .mlp
-            .try_forward(self.ln_2.try_forward(x.with_empty_tape())?)?;
+            .try_forward(super::fused::layer_norm(&self.ln_2, x.with_empty_tape())?)?;
         x.try_add(m)
     }
 }

@@ -22,6 +22,9 @@ use super::init::{Init, INIT_STD};
 /// Logits for every position: `[batch, seq, V]`, carrying the input's tape.
 pub type Logits<const V: usize, D, T = NoneTape> = Tensor<(usize, usize, Const<V>), f32, D, T>;
 
+/// Logits for some positions only, one row each: `[n, V]`.
+pub type RowLogits<const V: usize, D, T = NoneTape> = Tensor<(usize, Const<V>), f32, D, T>;
+
 /// A GPT-2-style decoder-only language model.
 ///
 /// Const parameters: vocabulary `V`, width `M`, heads `H`, MLP width `F`, layers `L`, context
@@ -86,15 +89,7 @@ impl<
         ids: Tensor<(usize, usize), usize, D, T>,
     ) -> Result<Logits<V, D, T>, ModelError> {
         let (b, s) = *ids.shape();
-        if b == 0 || s == 0 {
-            return Err(ModelError::Empty { what: "token ids" });
-        }
-        if s > S {
-            return Err(ModelError::SequenceTooLong { len: s, max: S });
-        }
-        if let Some(&id) = ids.as_vec().iter().find(|&&id| id >= V) {
-            return Err(ModelError::TokenOutOfRange { id, vocab: V });
-        }
+        self.check_ids(b, s, &ids.as_vec())?;
         self.forward_checked(ids).map_err(device_err)
     }
 
@@ -102,6 +97,17 @@ impl<
         &self,
         ids: Tensor<(usize, usize), usize, D, T>,
     ) -> Result<Logits<V, D, T>, D::Err> {
+        let (b, s) = *ids.shape();
+        self.head(self.hidden(ids)?)?
+            .try_reshape_like(&(b, s, Const::<V>))
+    }
+
+    /// The final hidden states `[batch·seq, M]` (after `ln_f`): everything but the LM head.
+    /// `ids` must have been checked (non-empty, `seq` ≤ `S`, ids < `V`).
+    pub(crate) fn hidden<T: Tape<f32, D>>(
+        &self,
+        ids: Tensor<(usize, usize), usize, D, T>,
+    ) -> Result<super::Hidden<M, D, T>, D::Err> {
         let (b, s) = *ids.shape();
         let dev = ids.device().clone();
         let mask = causal_mask(&dev, s);
@@ -121,15 +127,36 @@ impl<
         for block in &self.h.modules {
             x = block.try_forward(x, &mask)?;
         }
-        let x = self.ln_f.try_forward(x)?;
+        super::fused::layer_norm(&self.ln_f, x)
+    }
 
-        // Tied head: [b·s, M] · Wteᵀ [M, V]. The gradient of Wte collects both uses.
+    /// The tied LM head: hidden states `[n, M]` → logits `[n, V]` (`x · Wteᵀ`). The gradient of
+    /// Wte collects both of its uses. Any rows of [`Gpt::hidden`] may be passed — the log-prob
+    /// and sampling paths pass only the positions they score.
+    pub(crate) fn head<T: Tape<f32, D>>(
+        &self,
+        x: super::Hidden<M, D, T>,
+    ) -> Result<RowLogits<V, D, T>, D::Err> {
         let wte_t = self
             .wte
             .weight
             .retaped::<T>()
             .try_permute::<_, Axes2<1, 0>>()?;
-        x.try_matmul(wte_t)?.try_reshape_like(&(b, s, Const::<V>))
+        x.try_matmul(wte_t)
+    }
+
+    /// Checks a batch of ids as [`Gpt::try_forward`] does.
+    pub(crate) fn check_ids(&self, b: usize, s: usize, ids: &[usize]) -> Result<(), ModelError> {
+        if b == 0 || s == 0 {
+            return Err(ModelError::Empty { what: "token ids" });
+        }
+        if s > S {
+            return Err(ModelError::SequenceTooLong { len: s, max: S });
+        }
+        if let Some(&id) = ids.iter().find(|&&id| id >= V) {
+            return Err(ModelError::TokenOutOfRange { id, vocab: V });
+        }
+        Ok(())
     }
 
     /// Saves the weights as `.safetensors` (names as in GPT-2: `wte.weight`, `h.0.attn.q.weight`…).

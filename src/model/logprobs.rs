@@ -204,14 +204,46 @@ impl<
 
     /// log π(completion | prompt) per row, `(B,)`: the sum of [`Gpt::token_logprobs`] over the
     /// sequence. This is what the KTO/DPO losses take as `policy_logps`.
+    ///
+    /// Computed without the `[B, S, V]` logits: only the hidden states at completion positions
+    /// (where the mask is not 0, about a third of a lab-3 batch) go through the LM head and the
+    /// log-softmax ([`super::fused::select_logprobs`]), and a `[n] · [n, B]` product with the
+    /// mask values sums them per row.
     pub fn sequence_logprobs<T: Tape<f32, D>>(
         &self,
         batch: &TokenBatch,
         tape: T,
     ) -> Result<Tensor<(usize,), f32, D, T>, ModelError> {
-        self.token_logprobs(batch, tape)?
-            .try_sum::<(usize,), Axis<1>>()
-            .map_err(device_err)
+        batch.validate()?;
+        if let Some(&id) = batch.targets.iter().find(|&&id| id >= V) {
+            return Err(ModelError::TokenOutOfRange { id, vocab: V });
+        }
+        let (b, s) = (batch.rows, batch.seq_len);
+        self.check_ids(b, s, &batch.inputs)?;
+        let dev = self.wte.weight.device().clone();
+        // Flat positions scored, and their targets.
+        let positions: Vec<usize> = (0..b * s).filter(|&i| batch.mask[i] != 0.0).collect();
+        let n = positions.len();
+        let run = || -> Result<Tensor<(usize,), f32, D, T>, D::Err> {
+            if n == 0 {
+                return Ok(dev.try_zeros_like(&(b,))?.put_tape(tape));
+            }
+            let targets: Vec<usize> = positions.iter().map(|&i| batch.targets[i]).collect();
+            // [n, B]: entry (k, r) is the mask value of position k if it lies in row r.
+            let mut rows = vec![0.0f32; n * b];
+            for (k, &i) in positions.iter().enumerate() {
+                rows[k * b + i / s] = batch.mask[i];
+            }
+            let rows = dev.try_tensor_from_vec(rows, (n, b))?;
+            let positions = dev.try_tensor_from_vec(positions.clone(), (n,))?;
+            let ids = dev.try_tensor_from_vec(batch.inputs.clone(), (b, s))?;
+            let hidden = self.hidden(ids.put_tape(tape))?.try_gather(positions)?;
+            super::fused::select_logprobs(self.head(hidden)?, &targets)?
+                .try_reshape_like(&(1, n))?
+                .try_matmul(rows)?
+                .try_reshape_like(&(b,))
+        };
+        run().map_err(device_err)
     }
 
     /// The supervised fine-tuning loss: the mean negative log-likelihood over all completion
@@ -223,8 +255,8 @@ impl<
     ) -> Result<Tensor<(), f32, D, T>, ModelError> {
         // The mask's sum is the number of tokens actually scored.
         let count = batch.mask.iter().sum::<f32>().max(1.0);
-        self.token_logprobs(batch, tape)?
-            .try_sum::<(), Axes2<0, 1>>()
+        self.sequence_logprobs(batch, tape)?
+            .try_sum::<(), Axis<0>>()
             .and_then(|total| total.try_mul(-1.0 / count))
             .map_err(device_err)
     }

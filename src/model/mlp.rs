@@ -38,29 +38,16 @@ impl<const M: usize, const F: usize, D: Device<f32>> Mlp<M, F, f32, D> {
     }
 }
 
-/// √(2/π), the scale inside GPT-2's tanh GELU.
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-/// The cubic coefficient of GPT-2's tanh GELU.
-const GELU_CUBIC: f32 = 0.044_715;
-
 /// GPT-2's tanh GELU, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` — the function of dfdx's
 /// `fast_gelu` — computed as `x·σ(2·√(2/π)·(x + 0.044715·x³))`, since `(1 + tanh(u))/2 = σ(2u)`.
 ///
 /// Same function, cheaper on a CPU: dfdx's kernel calls libm's `tanhf` once in the forward and
-/// again in the backward, and `tanhf` is slow (a quarter of a lab-3 training step); `σ` needs
-/// one `expf`, and its derivative reuses its output. The price is a few cheap element-wise ops.
+/// again in the backward, and `tanhf` is slow; `σ` needs one `expf`, and its derivative reuses
+/// its output. On the CPU it is one fused host loop ([`super::fused::gelu`]).
 pub fn tanh_gelu<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
     x: Tensor<S, f32, D, T>,
 ) -> Result<Tensor<S, f32, D, T>, D::Err> {
-    let two_c = 2.0 * SQRT_2_OVER_PI;
-    // 2c·(x + k·x³) = x·(2c + 2ck·x²)
-    let u = x
-        .with_empty_tape()
-        .try_square()?
-        .try_mul(two_c * GELU_CUBIC)?
-        .try_add(two_c)?
-        .try_mul(x.with_empty_tape())?;
-    u.try_sigmoid()?.try_mul(x)
+    super::fused::gelu(x)
 }
 
 impl<const M: usize, const F: usize, D: Device<f32>> TensorCollection<f32, D>

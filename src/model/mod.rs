@@ -6,6 +6,7 @@
 //! | [`init`] | seeded GPT-2 initialization |
 //! | [`attention`] | causal multi-head self-attention and its mask |
 //! | [`mlp`] | Linear → GELU → Linear |
+//! | [`fused`] | GELU and log-softmax + pick in one host pass each (CPU) |
 //! | [`block`] | a pre-LayerNorm transformer block |
 //! | [`gpt`] | embeddings, blocks, tied LM head; safetensors save/load |
 //! | [`export`] | a Hugging Face GPT-2 checkpoint (`config.json`, `model.safetensors`, tokenizer) |
@@ -20,6 +21,7 @@ pub mod block;
 pub mod config;
 mod error;
 pub mod export;
+pub mod fused;
 pub mod gpt;
 pub mod init;
 mod lm;

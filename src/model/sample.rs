@@ -172,13 +172,18 @@ impl<
                     ids[j * s + t] = id as usize;
                 }
             }
-            let ids = dev
-                .try_tensor_from_vec(ids, (active.len(), s))
-                .map_err(super::error::device_err)?;
-            let logits = self.try_forward(ids)?.as_vec();
+            // Only each row's last position needs logits: gather those hidden states, then
+            // run the LM head on them alone.
+            let last: Vec<usize> = (0..active.len()).map(|j| j * s + lens[j] - 1).collect();
+            let logits = (|| {
+                let ids = dev.try_tensor_from_vec(ids, (active.len(), s))?;
+                let last = dev.try_tensor_from_vec(last, (active.len(),))?;
+                self.head(self.hidden(ids)?.try_gather(last)?)
+            })()
+            .map_err(super::error::device_err)?
+            .as_vec();
             for (j, &i) in active.iter().enumerate() {
-                let last = j * s + lens[j] - 1;
-                let row = &logits[last * V..(last + 1) * V];
+                let row = &logits[j * V..(j + 1) * V];
                 let token = pick_token(row, cfg, &mut rngs[i]) as u32;
                 if token == eos_id {
                     done[i] = true;

@@ -57,6 +57,7 @@ pub fn loss_curves(records: &[StepRecord]) -> LineChart {
         ("sft", Rgb::DARK),
         ("kto", Rgb::GREEN),
         ("dpo", Rgb::BLUE),
+        ("kto-round2", Rgb::RED),
         ("kto-imbalanced", Rgb::ORANGE),
     ] {
         let points = curve(records, phase, "loss");
@@ -65,6 +66,19 @@ pub fn loss_curves(records: &[StepRecord]) -> LineChart {
         }
     }
     chart
+}
+
+/// The color of a report row, the same as its phase's in [`loss_curves`].
+fn method_color(method: &str) -> Rgb {
+    if method.starts_with("KTO, round") {
+        Rgb::RED
+    } else if method.starts_with("KTO, 90%") {
+        Rgb::ORANGE
+    } else if method.starts_with("DPO") {
+        Rgb::BLUE
+    } else {
+        Rgb::GREEN
+    }
 }
 
 /// Desirable rate before (x = 0, the SFT model) and after (x = 1) each method: one line per
@@ -82,8 +96,8 @@ pub fn desirable_rates(report: &LoopReport) -> LineChart {
     )
     .with_ranges(Some((0.0, 1.0)), Some((0.0, 1.0)))
     .with_legend(LegendPosition::LowerRight);
-    let colors = [Rgb::GREEN, Rgb::BLUE, Rgb::ORANGE];
-    for (row, color) in report.rows.iter().skip(1).zip(colors) {
+    for row in report.rows.iter().skip(1) {
+        let color = method_color(&row.method);
         let after = row.all_prompts.judged.desirable_rate.unwrap_or(0.0);
         let held = row.held_out.judged.desirable_rate.unwrap_or(0.0);
         let held_before = report.rows[0].held_out.judged.desirable_rate.unwrap_or(0.0);

@@ -24,41 +24,71 @@ pub struct MethodRow {
     pub held_out: Evaluation,
 }
 
-/// The loop's result table: one row per model, SFT first.
+/// The loop's result table: one row per model: SFT, KTO, KTO's later rounds, DPO, imbalanced KTO.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoopReport {
     /// The judged feedback the runs trained on.
     pub feedback: Stats,
     /// The feedback left after dropping 90% of the thumbs up.
     pub imbalanced_feedback: Stats,
+    /// The judged samples of KTO's later feedback rounds (round 2 first).
+    pub later_feedback: Vec<Stats>,
     /// DPO pairs built from the same samples.
     pub dpo_pairs: usize,
     /// Rows.
     pub rows: Vec<MethodRow>,
 }
 
+/// A row before the report adds up its evaluations.
+pub(super) struct Row {
+    method: String,
+    data: String,
+    weights: Option<KtoConfig>,
+    seen: Evaluation,
+    held_out: Evaluation,
+}
+
+impl Row {
+    pub(super) fn new(
+        method: impl Into<String>,
+        data: impl Into<String>,
+        weights: Option<KtoConfig>,
+        (seen, held_out): (Evaluation, Evaluation),
+    ) -> Self {
+        Row {
+            method: method.into(),
+            data: data.into(),
+            weights,
+            seen,
+            held_out,
+        }
+    }
+}
+
 impl LoopReport {
     pub(super) fn new(
         feedback: &Stats,
         imbalanced: &Stats,
+        later_feedback: Vec<Stats>,
         dpo_pairs: usize,
-        rows: [(&str, &str, KtoConfig, (Evaluation, Evaluation)); 4],
+        rows: Vec<Row>,
     ) -> Self {
         LoopReport {
             feedback: *feedback,
             imbalanced_feedback: *imbalanced,
+            later_feedback,
             dpo_pairs,
             rows: rows
                 .into_iter()
-                .enumerate()
-                .map(|(i, (method, data, w, (seen, held)))| MethodRow {
-                    method: method.into(),
-                    data: data.into(),
-                    weights: (i == 1 || i == 3)
-                        .then_some((w.desirable_weight, w.undesirable_weight)),
-                    all_prompts: seen.combine(&held),
-                    train_prompts: seen,
-                    held_out: held,
+                .map(|r| MethodRow {
+                    method: r.method,
+                    data: r.data,
+                    weights: r
+                        .weights
+                        .map(|w| (w.desirable_weight, w.undesirable_weight)),
+                    all_prompts: r.seen.combine(&r.held_out),
+                    train_prompts: r.seen,
+                    held_out: r.held_out,
                 })
                 .collect(),
         }

@@ -14,9 +14,9 @@ use std::time::Instant;
 use super::data::{mismatched, Batcher, Example, Pair};
 use super::log::{MetricsLog, StepRecord};
 use super::optim::{AdamW, AdamWConfig, LrSchedule};
-use super::TrainError;
+use super::{both, Shareable, TrainError};
 use crate::losses::{self, KtoConfig};
-use crate::model::{tape_from, LanguageModel, TokenBatch};
+use crate::model::{tape_from, LanguageModel, ModelError, TokenBatch};
 
 /// Settings shared by every trainer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -185,7 +185,7 @@ pub fn train_sft<D: Device<f32>, M: LanguageModel<D>>(
 ///
 /// Errors on empty data; one-class data trains (the loss handles it) but is weak — check
 /// [`crate::feedback::advise`] before.
-pub fn train_kto<D: Device<f32>, M: LanguageModel<D>>(
+pub fn train_kto<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     policy: &mut M,
     reference: &M,
     data: &[Example],
@@ -225,9 +225,19 @@ pub fn train_kto<D: Device<f32>, M: LanguageModel<D>>(
         let batch = token_batch(m, &pairs, pad_id)?;
         let kl_batch = token_batch(m, &mismatched(&examples), pad_id)?;
 
-        let policy_logps = m.sequence_logprobs(&batch, tape)?;
-        let kl_policy = m.sequence_logprobs(&kl_batch, NoneTape)?;
-        let kl_reference = reference.sequence_logprobs(&kl_batch, NoneTape)?;
+        // The two untaped forwards on the mismatched pairs do not depend on the taped one: they
+        // run on a second thread meanwhile (one after the other with the `cuda` feature).
+        let (kl, policy_logps) = both(
+            || -> Result<_, ModelError> {
+                Ok((
+                    m.sequence_logprobs(&kl_batch, NoneTape)?,
+                    reference.sequence_logprobs(&kl_batch, NoneTape)?,
+                ))
+            },
+            || m.sequence_logprobs(&batch, tape),
+        );
+        let (kl_policy, kl_reference) = kl?;
+        let policy_logps = policy_logps?;
         let ref_values: Vec<f32> = idx.iter().map(|&i| reference_logps[i]).collect();
         let reference_batch = dev.tensor_from_vec(ref_values, (idx.len(),));
         let (loss, metrics) = losses::kto(
