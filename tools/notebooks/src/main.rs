@@ -103,7 +103,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 eprintln!("{s}");
             }
             eprintln!(
-                "run `cargo run -p kto-lab-notebooks -- generate` and commit {}",
+                "run `cargo run --bin kto-lab-notebooks -- generate` and commit {}",
                 labs.display()
             );
             Ok(ExitCode::FAILURE)

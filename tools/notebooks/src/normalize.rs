@@ -98,7 +98,12 @@ impl Normalizer {
                 }
                 let _ = writeln!(out, "  {name}:");
                 for line in self.text(text.trim_end()).lines() {
-                    let _ = writeln!(out, "    {line}");
+                    match line.trim_end() {
+                        "" => out.push('\n'),
+                        line => {
+                            let _ = writeln!(out, "    {line}");
+                        }
+                    }
                 }
             };
             for (mime, content) in &cell.outputs {

@@ -8,7 +8,7 @@ fn assert_in_sync(solutions: &Path, labs: &Path) {
     let stale = generate::check(solutions, labs).expect("the solutions generate");
     assert!(
         stale.is_empty(),
-        "stale labs:\n{}\nrun `cargo run -p kto-lab-notebooks -- generate` and commit the labs",
+        "stale labs:\n{}\nrun `cargo run --bin kto-lab-notebooks -- generate` and commit the labs",
         stale
             .iter()
             .map(|s| format!("  {s}"))

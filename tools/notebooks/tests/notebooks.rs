@@ -130,6 +130,7 @@ fn run_all(filters: &[String]) -> Result<(), Vec<String>> {
     let mut failures = Vec::new();
 
     if run_errors {
+        println!("the runner on a notebook made to fail (a panic, then a compile error):");
         match run_one(&mut runner, errors) {
             Ok(run) => check_errors_fixture(&run, &normalizer, &mut failures),
             Err(e) => failures.push(e),
@@ -152,7 +153,7 @@ fn run_all(filters: &[String]) -> Result<(), Vec<String>> {
         };
         if !lab.exists() {
             failures.push(format!(
-                "{} is missing: run `cargo run -p kto-lab-notebooks -- generate`",
+                "{} is missing: run `cargo run --bin kto-lab-notebooks -- generate`",
                 lab.display()
             ));
             continue;
@@ -247,9 +248,13 @@ fn check_lab(run: &NotebookRun, solution_checks: usize, failures: &mut Vec<Strin
 
 /// Compares with the insta snapshot `name`, recording a mismatch instead of stopping.
 fn snapshot(name: &str, text: String, path: &Path, failures: &mut Vec<String>) {
+    // insta prints the diff, then panics: keep the panic's message and backtrace out.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let result = catch_unwind(AssertUnwindSafe(|| {
         insta::assert_snapshot!(name, text);
     }));
+    std::panic::set_hook(previous);
     if result.is_err() {
         failures.push(format!(
             "{}: outputs differ from tools/notebooks/tests/snapshots/notebooks__{name}.snap (diff above; review with `cargo insta review`)",
