@@ -6,6 +6,6 @@ set -euxo pipefail
 cd "$(dirname "$0")/.."
 nvidia-smi
 nvcc --version
-cargo test --release --features cuda
+cargo test --release -p kto-lab --features cuda
 cargo run --release --features cuda -- train --device cuda --out out/gpu-lab3 --quiet
 cargo run --release --features cuda -- bench --no-torch
