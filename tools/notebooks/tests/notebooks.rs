@@ -256,8 +256,14 @@ fn snapshot(name: &str, text: String, path: &Path, failures: &mut Vec<String>) {
     }));
     std::panic::set_hook(previous);
     if result.is_err() {
+        let snap = format!("tools/notebooks/tests/snapshots/notebooks__{name}.snap");
+        let what = if Path::new(&snap).exists() {
+            "outputs differ from"
+        } else {
+            "no snapshot yet:"
+        };
         failures.push(format!(
-            "{}: outputs differ from tools/notebooks/tests/snapshots/notebooks__{name}.snap (diff above; review with `cargo insta review`)",
+            "{}: {what} {snap} (diff above; accept with `cargo insta review` after a local run)",
             path.display()
         ));
     }
