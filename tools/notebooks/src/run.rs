@@ -429,9 +429,15 @@ pub fn render_error(e: &evcxr::Error) -> String {
 }
 
 fn render_compilation_error(e: &evcxr::CompilationError) -> String {
+    let level = e.level();
+    let message = e.message();
+    // Cargo's own errors (a bad `:dep`) arrive with the level already in the message.
+    let message = message
+        .strip_prefix(&format!("{level}: "))
+        .unwrap_or(&message);
     let mut s = match e.code() {
-        Some(code) => format!("{}[{code}]: {}", e.level(), e.message()),
-        None => format!("{}: {}", e.level(), e.message()),
+        Some(code) => format!("{level}[{code}]: {message}"),
+        None => format!("{level}: {message}"),
     };
     for m in e.spanned_messages() {
         if let Some(span) = &m.span {
