@@ -435,12 +435,7 @@ mod tests {
         };
         let r = kto_batch_mean(wrong);
         assert_eq!(r.status, Status::Failed);
-        let failed: Vec<&str> = r
-            .cases
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = r.failed_cases();
         assert!(
             failed.contains(&"imbalanced: 1 up, 5 down, λU = 0.2"),
             "{failed:?}"
@@ -488,12 +483,7 @@ mod tests {
             )
         };
         let r = kto_batch_mean(naive);
-        let failed: Vec<&str> = r
-            .cases
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = r.failed_cases();
         assert_eq!(failed, ["a far-off example (β·r ≈ −150)"], "{r}");
     }
 
@@ -514,12 +504,7 @@ mod tests {
         );
         // Returning 0.0 instead of None for no pairs fails the last case.
         let r = reference_point(|p, q| solution_1_2(p, q).or(Some(0.0)));
-        let failed: Vec<&str> = r
-            .cases
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = r.failed_cases();
         assert_eq!(failed, ["no pairs"]);
         assert_eq!(r.cases.last().unwrap().got, "Some(0)");
     }

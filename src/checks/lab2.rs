@@ -288,12 +288,7 @@ mod tests {
             }
         });
         assert_eq!(r.status, Status::Failed);
-        let failed: Vec<&str> = r
-            .cases
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = r.failed_cases();
         assert!(
             failed.contains(&"x = -3, α = 0.5, β = 0.7, λ = 1.5"),
             "{failed:?}"
@@ -345,12 +340,7 @@ mod tests {
         };
         let r = loss_aversion_chart(no_flip);
         assert_eq!(r.status, Status::Failed);
-        let failed: Vec<&str> = r
-            .cases
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = r.failed_cases();
         assert_eq!(
             failed,
             [
@@ -370,12 +360,7 @@ mod tests {
             ))
         };
         let r = loss_aversion_chart(unnamed);
-        let failed: Vec<&str> = r
-            .cases
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = r.failed_cases();
         assert!(
             failed.contains(&"Tversky–Kahneman: has a title"),
             "{failed:?}"

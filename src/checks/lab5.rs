@@ -474,12 +474,7 @@ mod tests {
             solution_5_1(pc, pr, rc, rr, b).map(|l| l * n)
         });
         assert_eq!(r.status, Status::Failed);
-        let failed: Vec<&str> = r
-            .cases
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = r.failed_cases();
         assert!(
             failed.contains(&"lab 1's batch as 4 pairs (up i vs down i)"),
             "{failed:?}"
@@ -491,12 +486,7 @@ mod tests {
     #[test]
     fn zero_instead_of_none_for_no_pairs_fails_that_case() {
         let r = dpo_loss(|pc, pr, rc, rr, b| solution_5_1(pc, pr, rc, rr, b).or(Some(0.0)));
-        let failed: Vec<&str> = r
-            .cases
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = r.failed_cases();
         assert_eq!(failed, ["no pairs"]);
     }
 
@@ -535,12 +525,7 @@ mod tests {
             Ok(())
         });
         assert_eq!(r.status, Status::Failed);
-        let failed: Vec<&str> = r
-            .cases
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = r.failed_cases();
         assert!(
             failed
                 .iter()

@@ -77,6 +77,15 @@ impl Report {
         self.status == Status::Passed
     }
 
+    /// The names of the cases that failed, in order.
+    pub fn failed_cases(&self) -> Vec<&str> {
+        self.cases
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
     /// The first line of the report: the exercise, its marker and the count of passing cases.
     pub fn headline(&self) -> String {
         let ok = self.cases.iter().filter(|c| c.ok).count();
