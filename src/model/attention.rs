@@ -13,6 +13,7 @@
 use dfdx::nn::modules::Linear;
 use dfdx::prelude::*;
 
+use super::fused;
 use super::init::{Init, INIT_STD};
 use super::Hidden;
 
@@ -67,36 +68,50 @@ impl<const M: usize, const H: usize, D: Device<f32>> CausalSelfAttention<M, H, f
         mask: &Tensor<(usize, usize), f32, D>,
     ) -> Result<Hidden<M, D, T>, D::Err> {
         let s = mask.shape().0;
-        let b = x.shape().0 / s;
-        let hd = M / H;
-        // Split the width into H heads: [b, s, M] -> [b, H, s, hd] (k transposed: [b, H, hd, s]).
-        // q and k start from copies of x with empty tapes; the tapes merge again at the matmuls.
-        let q = self.q.try_forward(x.with_empty_tape())?;
-        let q = q
-            .try_reshape_like(&(b, s, H, hd))?
-            .try_permute::<_, Axes4<0, 2, 1, 3>>()?;
-        let k = self.k.try_forward(x.with_empty_tape())?;
-        let k = k
-            .try_reshape_like(&(b, s, H, hd))?
-            .try_permute::<_, Axes4<0, 2, 3, 1>>()?;
-        let v = self.v.try_forward(x)?;
-        let v = v
-            .try_reshape_like(&(b, s, H, hd))?
-            .try_permute::<_, Axes4<0, 2, 1, 3>>()?;
-
-        // Scores [b, H, s, s]; scaling by 1/√hd keeps softmax out of saturation at init.
-        // The mask is added to every row and head, then softmax over the keys (one fused
-        // loop on the CPU: `fused::masked_softmax`).
-        let scale = 1.0 / (hd as f32).sqrt();
-        let weights = super::fused::masked_softmax(q.try_matmul(k)?, scale, mask)?;
-
-        // Weighted values, heads glued back together: [b, H, s, hd] -> [b, s, M].
-        let y = weights
-            .try_matmul(v)?
-            .try_permute::<_, Axes4<0, 2, 1, 3>>()?;
-        let y = y.try_reshape_like(&(b * s, Const::<M>))?;
-        self.c_proj.try_forward(y)
+        // q and k start from copies of x with empty tapes; the tapes merge again in the core.
+        let q = fused::linear(&self.q, x.with_empty_tape())?;
+        let k = fused::linear(&self.k, x.with_empty_tape())?;
+        let v = fused::linear(&self.v, x)?;
+        let y = if fused::on_host::<D>() {
+            // One pass per (row, head) over the causal triangle (`fused::causal_attention`).
+            fused::causal_attention(q, k, v, H, s)?
+        } else {
+            attention_core::<M, H, D, T>(q, k, v, mask)?
+        };
+        fused::linear(&self.c_proj, y)
     }
+}
+
+/// The attention core in dfdx ops (any device): split the width into H heads, scores
+/// `q·kᵀ/√hd` plus the causal mask, softmax over the keys, weighted values, heads glued back.
+/// On the CPU, [`fused::causal_attention`] computes the same in place.
+pub fn attention_core<const M: usize, const H: usize, D: Device<f32>, T: Tape<f32, D>>(
+    q: Hidden<M, D, T>,
+    k: Hidden<M, D, T>,
+    v: Hidden<M, D, T>,
+    mask: &Tensor<(usize, usize), f32, D>,
+) -> Result<Hidden<M, D, T>, D::Err> {
+    let s = mask.shape().0;
+    let b = q.shape().0 / s;
+    let hd = M / H;
+    // [b·s, M] -> [b, H, s, hd] (k transposed: [b, H, hd, s]).
+    let q = q
+        .try_reshape_like(&(b, s, H, hd))?
+        .try_permute::<_, Axes4<0, 2, 1, 3>>()?;
+    let k = k
+        .try_reshape_like(&(b, s, H, hd))?
+        .try_permute::<_, Axes4<0, 2, 3, 1>>()?;
+    let v = v
+        .try_reshape_like(&(b, s, H, hd))?
+        .try_permute::<_, Axes4<0, 2, 1, 3>>()?;
+    // Scores [b, H, s, s]; scaling by 1/√hd keeps softmax out of saturation at init.
+    let scale = 1.0 / (hd as f32).sqrt();
+    let weights = fused::masked_softmax(q.try_matmul(k)?, scale, mask)?;
+    // Weighted values, heads glued back together: [b, H, s, hd] -> [b·s, M].
+    let y = weights
+        .try_matmul(v)?
+        .try_permute::<_, Axes4<0, 2, 1, 3>>()?;
+    y.try_reshape_like(&(b * s, Const::<M>))
 }
 
 impl<const M: usize, const H: usize, D: Device<f32>> TensorCollection<f32, D>

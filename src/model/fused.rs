@@ -1,10 +1,12 @@
 //! The hot spots of a training step as single host loops instead of chains of dfdx ops:
-//! LayerNorm, the causal softmax of attention, GELU, and the log-softmax + pick of the target
-//! token.
+//! the linear layers (bias and GEMM in one pass, via the `gemm` crate dfdx itself uses), the
+//! attention core (scores, causal softmax and weighted values per row and head, in place),
+//! LayerNorm, GELU, and the log-softmax + pick of the target token.
 //!
 //! dfdx runs each element-wise op as its own kernel with its own output buffer, forward and
-//! backward: a LayerNorm is about ten such ops, GELU six, a softmax five, each over tens or
-//! hundreds of thousands of numbers per step. Here each is one forward loop and one backward
+//! backward: a LayerNorm is about ten such ops, GELU six, a softmax five, a linear layer a
+//! GEMM plus a broadcast add whose backward is a strided reduction, and attention needs four
+//! permuted copies of q, k, v and its output. Here each is one forward loop and one backward
 //! loop. The backward is registered on dfdx's tape as a closure (`Tape::add_backward_op`, public
 //! API) that reads the output's gradient and adds into the inputs' gradients, as dfdx's own ops
 //! do. Those buffers are only reachable on the CPU device, so these functions take the loops on
@@ -71,11 +73,13 @@ fn add_backward<S: Shape, D: Device<f32>, T: Tape<f32, D>, const N: usize>(
             grads.try_alloc_for(input)?;
         }
         let grads = cpu_grads(grads);
-        let gy: Vec<f32> = grads
-            .get_or_alloc_mut(&cpu_tensor(&output))
-            .map_err(|_| ())
-            .expect("allocated above")
-            .to_vec();
+        // Taken out of the store (and put back below), so no copy and no second borrow.
+        let gy = std::mem::take(
+            &mut **grads
+                .get_or_alloc_mut(&cpu_tensor(&output))
+                .map_err(|_| ())
+                .expect("allocated above"),
+        );
         let mut buffers: Vec<Vec<f32>> = Vec::with_capacity(N);
         for input in &inputs {
             let g = grads
@@ -97,6 +101,10 @@ fn add_backward<S: Shape, D: Device<f32>, T: Tape<f32, D>, const N: usize>(
                 .expect("allocated above");
             **g = buffer;
         }
+        **grads
+            .get_or_alloc_mut(&cpu_tensor(&output))
+            .map_err(|_| ())
+            .expect("allocated above") = gy;
         Ok(())
     });
 }
@@ -106,6 +114,314 @@ fn add_backward<S: Shape, D: Device<f32>, T: Tape<f32, D>, const N: usize>(
 fn flat<S: Shape, D: Device<f32>>(t: &Tensor<S, f32, D>) -> Tensor<(usize,), f32, D> {
     // `t` is contiguous (outputs of ops and parameters are): the reshape keeps id and data.
     t.clone().reshape_like(&(t.shape().num_elements(),))
+}
+
+thread_local! {
+    /// Set on the threads that each train one part of a split batch
+    /// ([`crate::train`]): the cores are already busy, so their GEMMs stay on one thread.
+    static SERIAL_GEMM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's GEMMs kept on this thread (no rayon fan-out). Used when the
+/// caller has already put one job on each core.
+pub fn with_serial_gemm<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL_GEMM.with(|s| s.replace(true));
+    let out = f();
+    SERIAL_GEMM.with(|s| s.set(before));
+    out
+}
+
+/// A row-major matrix view: `data[r·row + c·col]`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    row: usize,
+    col: usize,
+}
+
+impl<'a> View<'a> {
+    /// Row-major `[_, width]`.
+    fn rows(data: &'a [f32], width: usize) -> Self {
+        View {
+            data,
+            row: width,
+            col: 1,
+        }
+    }
+    /// The transpose of a row-major `[_, width]` matrix.
+    fn transposed(data: &'a [f32], width: usize) -> Self {
+        View {
+            data,
+            row: 1,
+            col: width,
+        }
+    }
+    /// Whether every element of an `m × n` view lies inside `data`.
+    fn fits(&self, m: usize, n: usize) -> bool {
+        m == 0 || n == 0 || (m - 1) * self.row + (n - 1) * self.col < self.data.len()
+    }
+}
+
+/// `c[m×n] += a[m×k] · b[k×n]` with `c` row-major of width `n` (the `gemm` crate dfdx uses,
+/// called directly so the bias and the gradient buffers need no extra pass).
+fn gemm_acc(m: usize, n: usize, k: usize, c: &mut [f32], a: View, b: View) {
+    assert!(
+        c.len() >= m * n && a.fits(m, k) && b.fits(k, n),
+        "GEMM shapes"
+    );
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let parallelism = if SERIAL_GEMM.with(|s| s.get()) {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(0)
+    };
+    // SAFETY: the assert above keeps every index the kernel touches inside the three slices,
+    // and `c` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.data.as_ptr(),
+            a.col as isize,
+            a.row as isize,
+            b.data.as_ptr(),
+            b.col as isize,
+            b.row as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `x · Wᵀ + b` for rows `x: [n, I]`, as dfdx's `Linear` computes it: the bias is written into
+/// the output first and one GEMM adds the product onto it. The backward adds straight into the
+/// gradient buffers: `∂x += ∂y·W`, `∂W += ∂yᵀ·x`, `∂b += Σ_rows ∂y`.
+pub fn linear<const I: usize, const O: usize, D: Device<f32>, T: Tape<f32, D>>(
+    lin: &dfdx::nn::modules::Linear<I, O, f32, D>,
+    x: Hidden<I, D, T>,
+) -> Result<Hidden<O, D, T>, D::Err> {
+    if !on_host::<D>() {
+        return lin.try_forward(x);
+    }
+    matmul_wt(x, &lin.weight, Some(&lin.bias))
+}
+
+/// `x · Wᵀ` for rows `x: [n, I]` and `W: [O, I]`: the tied LM head (`W` = the token embedding).
+pub fn matmul_transposed<const I: usize, const O: usize, D: Device<f32>, T: Tape<f32, D>>(
+    x: Hidden<I, D, T>,
+    weight: &Tensor<(Const<O>, Const<I>), f32, D>,
+) -> Result<Hidden<O, D, T>, D::Err> {
+    if !on_host::<D>() {
+        return x.try_matmul(weight.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?);
+    }
+    matmul_wt(x, weight, None)
+}
+
+fn matmul_wt<const I: usize, const O: usize, D: Device<f32>, T: Tape<f32, D>>(
+    x: Hidden<I, D, T>,
+    weight: &Tensor<(Const<O>, Const<I>), f32, D>,
+    bias: Option<&Tensor<(Const<O>,), f32, D>>,
+) -> Result<Hidden<O, D, T>, D::Err> {
+    let (x, mut tape) = x.split_tape();
+    let x = x.try_contiguous()?;
+    let dev = x.device().clone();
+    let n = x.shape().0;
+    let xs = host_copy(&x)?;
+    let w = host_copy(weight)?;
+    let mut y = match bias {
+        Some(bias) => {
+            let b = host_copy(bias)?;
+            let mut y = Vec::with_capacity(n * O);
+            for _ in 0..n {
+                y.extend_from_slice(&b);
+            }
+            y
+        }
+        None => vec![0.0; n * O],
+    };
+    gemm_acc(n, O, I, &mut y, View::rows(&xs, I), View::transposed(&w, I));
+    let y = dev.try_tensor_from_vec(y, (n, Const::<O>))?;
+    // ∂x += ∂y·W ([n, O]·[O, I]) and ∂W += ∂yᵀ·x ([O, n]·[n, I]).
+    let backward = move |gy: &[f32], gx: &mut [f32], gw: &mut [f32]| {
+        gemm_acc(n, I, O, gx, View::rows(gy, O), View::rows(&w, I));
+        gemm_acc(O, I, n, gw, View::transposed(gy, O), View::rows(&xs, I));
+    };
+    match bias {
+        Some(bias) => {
+            let inputs = [flat(&x), flat(weight), flat(bias)];
+            add_backward(&mut tape, &y, inputs, move |gy, [gx, gw, gb]| {
+                backward(gy, gx, gw);
+                for row in gy.chunks_exact(O) {
+                    for (g, v) in gb.iter_mut().zip(row) {
+                        *g += v;
+                    }
+                }
+            });
+        }
+        None => {
+            let inputs = [flat(&x), flat(weight)];
+            add_backward(&mut tape, &y, inputs, move |gy, [gx, gw]| {
+                backward(gy, gx, gw)
+            });
+        }
+    }
+    Ok(y.put_tape(tape))
+}
+
+/// The core of causal self-attention on rows `[b·s, M]` of queries, keys and values with
+/// `heads` heads of `M / heads` dims: per row and head, `softmax(q·kᵀ/√hd)` over the positions
+/// up to and including its own, times the values, written back into the head's columns.
+///
+/// The dfdx path (`attention.rs`) reshapes and permutes q, k and v into `[b, H, s, hd]`
+/// copies, runs one small GEMM per (row, head) for the scores and another for the values, and
+/// permutes back; here each (row, head) is two short loops over the causal triangle that read
+/// q, k and v where they are. Masked (future) positions get weight exactly 0, as −1e9 does.
+pub fn causal_attention<const M: usize, D: Device<f32>, T: Tape<f32, D>>(
+    q: Hidden<M, D, T>,
+    k: Hidden<M, D, T>,
+    v: Hidden<M, D, T>,
+    heads: usize,
+    seq: usize,
+) -> Result<Hidden<M, D, T>, D::Err> {
+    let n = q.shape().0;
+    let (q, tq) = q.split_tape();
+    let (k, tk) = k.split_tape();
+    let (v, tv) = v.split_tape();
+    let mut tape = tq.merge(tk).merge(tv);
+    let dev = q.device().clone();
+    if heads == 0 || !M.is_multiple_of(heads) || seq == 0 || !n.is_multiple_of(seq) {
+        // Let the device report it in its own error type.
+        dev.try_tensor_from_vec(Vec::<f32>::new(), (n + 1,))?;
+    }
+    let (q, k, v) = (
+        q.try_contiguous()?,
+        k.try_contiguous()?,
+        v.try_contiguous()?,
+    );
+    let (qs, ks, vs) = (host_copy(&q)?, host_copy(&k)?, host_copy(&v)?);
+    let (b, s, hd) = (n / seq, seq, M / heads);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let at = move |r: usize, h: usize| r * M + h * hd..r * M + (h + 1) * hd;
+    // Attention weights per (row, head): an s × s block, filled on and below the diagonal.
+    let mut p = vec![0.0f32; b * heads * s * s];
+    let mut y = vec![0.0f32; n * M];
+    for bi in 0..b {
+        for h in 0..heads {
+            let block = &mut p[(bi * heads + h) * s * s..][..s * s];
+            for i in 0..s {
+                let qi = &qs[at(bi * s + i, h)];
+                let w = &mut block[i * s..i * s + i + 1];
+                let mut max = f32::NEG_INFINITY;
+                for (j, wj) in w.iter_mut().enumerate() {
+                    *wj = dot(qi, &ks[at(bi * s + j, h)]) * scale;
+                    max = max.max(*wj);
+                }
+                let mut total = 0.0f32;
+                for wj in w.iter_mut() {
+                    *wj = exp(*wj - max);
+                    total += *wj;
+                }
+                let yi = &mut y[at(bi * s + i, h)];
+                for (j, wj) in w.iter_mut().enumerate() {
+                    *wj /= total;
+                    for (yd, vd) in yi.iter_mut().zip(&vs[at(bi * s + j, h)]) {
+                        *yd += *wj * vd;
+                    }
+                }
+            }
+        }
+    }
+    let y = dev.try_tensor_from_vec(y, (n, Const::<M>))?;
+    let inputs = [flat(&q), flat(&k), flat(&v)];
+    add_backward(&mut tape, &y, inputs, move |gy, [gq, gk, gv]| {
+        let mut gw = vec![0.0f32; s];
+        for bi in 0..b {
+            for h in 0..heads {
+                let block = &p[(bi * heads + h) * s * s..][..s * s];
+                for i in 0..s {
+                    let gyi = &gy[at(bi * s + i, h)];
+                    let w = &block[i * s..i * s + i + 1];
+                    // ∂w_j = ∂y_i·v_j and ∂v_j += w_j·∂y_i; then the softmax's backward.
+                    let mut mean = 0.0f32;
+                    for (j, &wj) in w.iter().enumerate() {
+                        let r = at(bi * s + j, h);
+                        gw[j] = dot(gyi, &vs[r.clone()]);
+                        mean += wj * gw[j];
+                        for (g, y) in gv[r].iter_mut().zip(gyi) {
+                            *g += wj * y;
+                        }
+                    }
+                    // ∂score_j = w_j·(∂w_j − Σ w·∂w)·scale; score_j = q_i·k_j.
+                    let ri = at(bi * s + i, h);
+                    for (j, &wj) in w.iter().enumerate() {
+                        let gs = wj * (gw[j] - mean) * scale;
+                        let rj = at(bi * s + j, h);
+                        for (g, kd) in gq[ri.clone()].iter_mut().zip(&ks[rj.clone()]) {
+                            *g += gs * kd;
+                        }
+                        for (g, qd) in gk[rj].iter_mut().zip(&qs[ri.clone()]) {
+                            *g += gs * qd;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok(y.put_tape(tape))
+}
+
+/// `eˣ` in plain f32 arithmetic with no branches and no libm call, so that loops calling it
+/// compile to SIMD code (libm's `expf` is one call per number: 10–15 % of a training step was
+/// spent in it). `x = n·ln2 + r` with |r| ≤ ln2/2 (ln2 split in two parts, Cody–Waite), `eʳ`
+/// by its degree-7 Taylor polynomial (remainder below 1e-8 relative), `2ⁿ` built in the
+/// exponent bits. Relative error within 3e-7 of libm over the clamped range; inputs below −87.3
+/// give ~1e-38 instead of a denormal or 0, above 88.3 about 2e38 (finite).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // 1.5·2²³: adding it rounds to the nearest integer (and subtracting it gives that integer).
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.3);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// `a·b`, in eight interleaved partial sums so the compiler can use SIMD lanes (a plain
+/// `.sum()` must add in order, one lane at a time).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// LayerNorm over the width of `[n, M]` rows, as dfdx's `LayerNorm1D` computes it
@@ -202,7 +518,7 @@ pub fn masked_softmax<D: Device<f32>, T: Tape<f32, D>>(
         }
         let mut total = 0.0f32;
         for v in y.iter_mut() {
-            *v = (*v - max).exp();
+            *v = exp(*v - max);
             total += *v;
         }
         for v in y.iter_mut() {
@@ -254,16 +570,24 @@ pub fn gelu<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
     let x = x.try_contiguous()?;
     let dev = x.device().clone();
     let mut ys = host_copy(&x)?;
-    let mut derivative = Vec::with_capacity(if T::OWNS_TAPE { ys.len() } else { 0 });
-    for v in ys.iter_mut() {
-        let x = *v;
-        let u = x * (two_c + two_c * GELU_CUBIC * x * x);
-        let s = 1.0 / (1.0 + (-u).exp());
-        *v = x * s;
-        if T::OWNS_TAPE {
+    // Two loops, each straight-line per element, so both compile to SIMD code.
+    let mut derivative = vec![0.0f32; if T::OWNS_TAPE { ys.len() } else { 0 }];
+    if T::OWNS_TAPE {
+        for (v, d) in ys.iter_mut().zip(derivative.iter_mut()) {
+            let x = *v;
+            let u = x * (two_c + two_c * GELU_CUBIC * x * x);
+            let s = 1.0 / (1.0 + exp(-u));
+            *v = x * s;
             // d/dx x·σ(u(x)) = σ + x·σ(1 − σ)·u'(x),  u' = 2c + 6ck·x²
             let du = two_c + 3.0 * two_c * GELU_CUBIC * x * x;
-            derivative.push(s + x * s * (1.0 - s) * du);
+            *d = s + x * s * (1.0 - s) * du;
+        }
+    } else {
+        for v in ys.iter_mut() {
+            let x = *v;
+            let u = x * (two_c + two_c * GELU_CUBIC * x * x);
+            // The same operations as above, so taped and untaped values are bit-identical.
+            *v = x * (1.0 / (1.0 + exp(-u)));
         }
     }
     let y = dev.try_tensor_from_vec(ys, shape)?;
@@ -302,7 +626,7 @@ pub fn select_logprobs<const V: usize, D: Device<f32>, T: Tape<f32, D>>(
         let picked = row[t];
         let mut total = 0.0f32;
         for v in row.iter_mut() {
-            *v = (*v - max).exp();
+            *v = exp(*v - max);
             total += *v;
         }
         out.push(picked - max - total.ln());
@@ -330,6 +654,113 @@ pub fn select_logprobs<const V: usize, D: Device<f32>, T: Tape<f32, D>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn close(a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().zip(b) {
+            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    fn ramp(n: usize, k: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * k) % 17) as f32 * 0.13 - 1.0).collect()
+    }
+
+    #[test]
+    fn linear_is_dfdx_linear_values_and_gradients() {
+        use dfdx::nn::modules::Linear;
+        let dev = Cpu::default();
+        let lin: Linear<6, 4, f32, Cpu> = Linear {
+            weight: dev.tensor_from_vec(ramp(24, 7), (Const, Const)),
+            bias: dev.tensor_from_vec(ramp(4, 5), (Const,)),
+        };
+        let x: Hidden<6, Cpu> = dev.tensor_from_vec(ramp(5 * 6, 11), (5, Const));
+        let w: Hidden<4, Cpu> = dev.tensor_from_vec(ramp(5 * 4, 3), (5, Const));
+        let run = |fused: bool| {
+            let grads = Gradients::leaky();
+            let y = if fused {
+                linear(&lin, x.trace(grads))
+            } else {
+                lin.try_forward(x.trace(grads))
+            }
+            .unwrap();
+            let values = y.as_vec();
+            let g = (y * w.clone()).sum().backward();
+            (
+                values,
+                g.get(&x).as_vec(),
+                g.get(&lin.weight).as_vec(),
+                g.get(&lin.bias).as_vec(),
+            )
+        };
+        let (ours, theirs) = (run(true), run(false));
+        close(&ours.0, &theirs.0, 1e-6);
+        close(&ours.1, &theirs.1, 1e-5);
+        close(&ours.2, &theirs.2, 1e-5);
+        close(&ours.3, &theirs.3, 1e-5);
+        assert_eq!(linear(&lin, x.clone()).unwrap().as_vec(), ours.0);
+        // The head: x · Wᵀ without a bias.
+        let head = matmul_transposed(x.leaky_trace(), &lin.weight).unwrap();
+        let reference = x.leaky_trace().matmul(
+            lin.weight
+                .retaped::<OwnedTape<f32, Cpu>>()
+                .permute::<_, Axes2<1, 0>>(),
+        );
+        close(&head.as_vec(), &reference.as_vec(), 1e-6);
+        let g_ours = (head * w.clone()).sum().backward().get(&x).as_vec();
+        let g_ref = (reference * w).sum().backward().get(&x).as_vec();
+        close(&g_ours, &g_ref, 1e-5);
+    }
+
+    #[test]
+    fn causal_attention_is_the_dfdx_attention_values_and_gradients() {
+        let dev = Cpu::default();
+        let (b, s) = (2, 5);
+        let q: Hidden<8, Cpu> = dev.tensor_from_vec(ramp(b * s * 8, 7), (b * s, Const));
+        let k: Hidden<8, Cpu> = dev.tensor_from_vec(ramp(b * s * 8, 5), (b * s, Const));
+        let v: Hidden<8, Cpu> = dev.tensor_from_vec(ramp(b * s * 8, 3), (b * s, Const));
+        let w: Hidden<8, Cpu> = dev.tensor_from_vec(ramp(b * s * 8, 13), (b * s, Const));
+        let mask = crate::model::attention::causal_mask(&dev, s);
+        let run = |fused: bool| {
+            let grads = Gradients::leaky();
+            let (qt, kt, vt) = (q.trace(grads), k.leaky_trace(), v.leaky_trace());
+            let y = if fused {
+                causal_attention(qt, kt, vt, 2, s)
+            } else {
+                crate::model::attention::attention_core::<8, 2, Cpu, _>(qt, kt, vt, &mask)
+            }
+            .unwrap();
+            let values = y.as_vec();
+            let g = (y * w.clone()).sum().backward();
+            (values, [&q, &k, &v].map(|t| g.get(t).as_vec()))
+        };
+        let (ours, theirs) = (run(true), run(false));
+        close(&ours.0, &theirs.0, 1e-6);
+        for (a, b) in ours.1.iter().zip(&theirs.1) {
+            close(a, b, 1e-5);
+        }
+        let untaped = causal_attention(q.clone(), k.clone(), v.clone(), 2, s).unwrap();
+        assert_eq!(untaped.as_vec(), ours.0);
+        // Row 0 of each sequence sees only itself: its output is its own value.
+        assert_eq!(&ours.0[..8], &v.as_vec()[..8]);
+        assert!(causal_attention(q.clone(), k.clone(), v.clone(), 3, s).is_err());
+        assert!(causal_attention(q, k, v, 2, 3).is_err());
+    }
+
+    #[test]
+    fn exp_matches_libm() {
+        let mut worst = 0.0f32;
+        for i in 0..=200_000 {
+            let x = -87.0 + 175.0 * i as f32 / 200_000.0;
+            let (ours, libm) = (exp(x), x.exp());
+            worst = worst.max(((ours - libm) / libm).abs());
+        }
+        assert!(worst <= 3e-7, "worst relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37);
+        assert!(exp(1000.0).is_finite());
+        assert!(exp(f32::NEG_INFINITY) < 1e-37);
+    }
 
     #[test]
     fn gelu_is_dfdx_fast_gelu_values_and_gradients() {

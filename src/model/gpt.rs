@@ -137,12 +137,7 @@ impl<
         &self,
         x: super::Hidden<M, D, T>,
     ) -> Result<RowLogits<V, D, T>, D::Err> {
-        let wte_t = self
-            .wte
-            .weight
-            .retaped::<T>()
-            .try_permute::<_, Axes2<1, 0>>()?;
-        x.try_matmul(wte_t)
+        super::fused::matmul_transposed(x, &self.wte.weight)
     }
 
     /// Checks a batch of ids as [`Gpt::try_forward`] does.

@@ -33,8 +33,8 @@ impl<const M: usize, const F: usize, D: Device<f32>> Mlp<M, F, f32, D> {
         &self,
         x: Hidden<M, D, T>,
     ) -> Result<Hidden<M, D, T>, D::Err> {
-        let h = tanh_gelu(self.c_fc.try_forward(x)?)?;
-        self.c_proj.try_forward(h)
+        let h = tanh_gelu(super::fused::linear(&self.c_fc, x)?)?;
+        super::fused::linear(&self.c_proj, h)
     }
 }
 

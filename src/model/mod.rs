@@ -6,7 +6,7 @@
 //! | [`init`] | seeded GPT-2 initialization |
 //! | [`attention`] | causal multi-head self-attention and its mask |
 //! | [`mlp`] | Linear → GELU → Linear |
-//! | [`fused`] | GELU and log-softmax + pick in one host pass each (CPU) |
+//! | [`fused`] | CPU fast paths: linear layers, the attention core, LayerNorm, GELU, log-softmax + pick as single host loops with hand-written backward passes; a SIMD-friendly `exp` |
 //! | [`block`] | a pre-LayerNorm transformer block |
 //! | [`gpt`] | embeddings, blocks, tied LM head; safetensors save/load |
 //! | [`export`] | a Hugging Face GPT-2 checkpoint (`config.json`, `model.safetensors`, tokenizer) |
@@ -49,6 +49,7 @@ pub fn device() -> crate::losses::Dev {
 }
 
 pub use config::{Model, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
+pub(crate) use error::device_err;
 pub use error::ModelError;
 pub use export::export_hf;
 pub use gpt::{tape_from, Gpt, Logits};

@@ -45,6 +45,62 @@ impl<D: Device<f32>> TensorVisitor<f32, D> for SumSquares<'_, D> {
     }
 }
 
+/// `into += from` for every trainable parameter's gradient: the gradients of two parts of a
+/// batch, trained on two threads, make the batch's gradient. CPU only (dfdx keeps gradient
+/// buffers private; on the CPU they are plain vectors reachable through
+/// `Gradients::get_or_alloc_mut`); the trainers only split batches on the CPU. Returns false
+/// (and adds nothing) on another device.
+pub fn add_grads<M: TensorCollection<f32, D>, D: Device<f32>>(
+    model: &M,
+    into: &mut Gradients<f32, D>,
+    from: &mut Gradients<f32, D>,
+) -> bool {
+    use std::any::Any;
+    let (Some(into), Some(from)) = (
+        (into as &mut dyn Any).downcast_mut::<Gradients<f32, Cpu>>(),
+        (from as &mut dyn Any).downcast_mut::<Gradients<f32, Cpu>>(),
+    ) else {
+        return false;
+    };
+    let mut op = AddGrads { into, from };
+    // CPU gradient buffers were allocated by `alloc_grads`: the visitor cannot fail.
+    let _ = M::iter_tensors(&mut RecursiveWalker {
+        m: model,
+        f: &mut op,
+    });
+    true
+}
+
+struct AddGrads<'a> {
+    into: &'a mut Gradients<f32, Cpu>,
+    from: &'a mut Gradients<f32, Cpu>,
+}
+
+impl<D: Device<f32>> TensorVisitor<f32, D> for AddGrads<'_> {
+    type Viewer = ViewTensorRef;
+    type Err = D::Err;
+    type E2 = f32;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, f32, D>,
+        t: &Tensor<S, f32, D>,
+    ) -> Result<Option<Tensor<S, f32, D>>, D::Err> {
+        if !opts.do_gradient_update {
+            return Ok(None);
+        }
+        if let Some(t) = (t as &dyn std::any::Any).downcast_ref::<Tensor<S, f32, Cpu>>() {
+            if let (Ok(a), Ok(b)) = (self.into.get_or_alloc_mut(t), self.from.get_or_alloc_mut(t)) {
+                for (a, b) in a.iter_mut().zip(b.iter()) {
+                    *a += b;
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// AdamW's hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
