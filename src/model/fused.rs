@@ -92,7 +92,10 @@ fn add_backward<S: Shape, D: Device<f32>, T: Tape<f32, D>, const N: usize>(
             let mut it = buffers.iter_mut();
             let slices: [&mut [f32]; N] =
                 std::array::from_fn(|_| it.next().expect("N buffers").as_mut_slice());
-            backward(&gy, slices);
+            with_avx2(
+                #[inline(always)]
+                || backward(&gy, slices),
+            );
         }
         for (input, buffer) in inputs.iter().zip(buffers) {
             let g = grads
@@ -129,6 +132,28 @@ pub fn with_serial_gemm<R>(f: impl FnOnce() -> R) -> R {
     let out = f();
     SERIAL_GEMM.with(|s| s.set(before));
     out
+}
+
+/// Runs `f` compiled for AVX2 when the CPU has it (checked once, at run time), else as is.
+///
+/// The crate is built for the baseline x86-64 (SSE2, 4 lanes) so that it runs on any x86-64
+/// CPU; the host loops here are straight-line per element, and with AVX2 the compiler gives
+/// them 8 lanes. Same operations in the same order either way (no FMA contraction), so the
+/// results are bit-identical with and without AVX2.
+#[inline(always)]
+fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn wide<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU was just checked to support AVX2.
+            return unsafe { wide(f) };
+        }
+    }
+    f()
 }
 
 /// A row-major matrix view: `data[r·row + c·col]`.
@@ -316,32 +341,37 @@ pub fn causal_attention<const M: usize, D: Device<f32>, T: Tape<f32, D>>(
     // Attention weights per (row, head): an s × s block, filled on and below the diagonal.
     let mut p = vec![0.0f32; b * heads * s * s];
     let mut y = vec![0.0f32; n * M];
-    for bi in 0..b {
-        for h in 0..heads {
-            let block = &mut p[(bi * heads + h) * s * s..][..s * s];
-            for i in 0..s {
-                let qi = &qs[at(bi * s + i, h)];
-                let w = &mut block[i * s..i * s + i + 1];
-                let mut max = f32::NEG_INFINITY;
-                for (j, wj) in w.iter_mut().enumerate() {
-                    *wj = dot(qi, &ks[at(bi * s + j, h)]) * scale;
-                    max = max.max(*wj);
-                }
-                let mut total = 0.0f32;
-                for wj in w.iter_mut() {
-                    *wj = exp(*wj - max);
-                    total += *wj;
-                }
-                let yi = &mut y[at(bi * s + i, h)];
-                for (j, wj) in w.iter_mut().enumerate() {
-                    *wj /= total;
-                    for (yd, vd) in yi.iter_mut().zip(&vs[at(bi * s + j, h)]) {
-                        *yd += *wj * vd;
+    with_avx2(
+        #[inline(always)]
+        || {
+            for bi in 0..b {
+                for h in 0..heads {
+                    let block = &mut p[(bi * heads + h) * s * s..][..s * s];
+                    for i in 0..s {
+                        let qi = &qs[at(bi * s + i, h)];
+                        let w = &mut block[i * s..i * s + i + 1];
+                        let mut max = f32::NEG_INFINITY;
+                        for (j, wj) in w.iter_mut().enumerate() {
+                            *wj = dot(qi, &ks[at(bi * s + j, h)]) * scale;
+                            max = max.max(*wj);
+                        }
+                        let mut total = 0.0f32;
+                        for wj in w.iter_mut() {
+                            *wj = exp(*wj - max);
+                            total += *wj;
+                        }
+                        let yi = &mut y[at(bi * s + i, h)];
+                        for (j, wj) in w.iter_mut().enumerate() {
+                            *wj /= total;
+                            for (yd, vd) in yi.iter_mut().zip(&vs[at(bi * s + j, h)]) {
+                                *yd += *wj * vd;
+                            }
+                        }
                     }
                 }
             }
-        }
-    }
+        },
+    );
     let y = dev.try_tensor_from_vec(y, (n, Const::<M>))?;
     let inputs = [flat(&q), flat(&k), flat(&v)];
     add_backward(&mut tape, &y, inputs, move |gy, [gq, gk, gv]| {
@@ -393,8 +423,13 @@ pub fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     // 1.5·2²³: adding it rounds to the nearest integer (and subtracting it gives that integer).
     const ROUND: f32 = 12_582_912.0;
+    // NaN stays NaN: the clamp's comparisons are false for it and it poisons `p` below.
     let x = x.clamp(-87.3, 88.3);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // n as an integer, read from t's low mantissa bits (|n| ≤ 127 ≪ 2²²): integer SIMD lanes,
+    // where `n as i32` (saturating, NaN → 0) would be done one number at a time.
+    let n_int = t.to_bits() as i32 - ROUND.to_bits() as i32;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -402,7 +437,7 @@ pub fn exp(x: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    p * f32::from_bits(((n_int + 127) << 23) as u32)
 }
 
 /// `a·b`, in eight interleaved partial sums so the compiler can use SIMD lanes (a plain
@@ -444,20 +479,25 @@ pub fn layer_norm<const M: usize, D: Device<f32>, T: Tape<f32, D>>(
     let mut y = vec![0.0f32; n * M];
     let mut xhat = vec![0.0f32; if T::OWNS_TAPE { n * M } else { 0 }];
     let mut rstd = vec![0.0f32; n];
-    for r in 0..n {
-        let row = &xs[r * M..(r + 1) * M];
-        let mean = row.iter().sum::<f32>() / M as f32;
-        let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / M as f32;
-        let rs = 1.0 / (var + eps).sqrt();
-        rstd[r] = rs;
-        for j in 0..M {
-            let h = (row[j] - mean) * rs;
-            y[r * M + j] = h * gamma[j] + beta[j];
-            if T::OWNS_TAPE {
-                xhat[r * M + j] = h;
+    with_avx2(
+        #[inline(always)]
+        || {
+            for r in 0..n {
+                let row = &xs[r * M..(r + 1) * M];
+                let mean = row.iter().sum::<f32>() / M as f32;
+                let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / M as f32;
+                let rs = 1.0 / (var + eps).sqrt();
+                rstd[r] = rs;
+                for j in 0..M {
+                    let h = (row[j] - mean) * rs;
+                    y[r * M + j] = h * gamma[j] + beta[j];
+                    if T::OWNS_TAPE {
+                        xhat[r * M + j] = h;
+                    }
+                }
             }
-        }
-    }
+        },
+    );
     let y = dev.try_tensor_from_vec(y, (n, Const::<M>))?;
     let inputs = [flat(&x), flat(&ln.gamma), flat(&ln.beta)];
     add_backward(&mut tape, &y, inputs, move |gy, [gx, gg, gb]| {
@@ -509,22 +549,27 @@ pub fn masked_softmax<D: Device<f32>, T: Tape<f32, D>>(
     let xs = host_copy(&x)?;
     let m = host_copy(mask)?;
     let mut y = vec![0.0f32; b * h * s * s2];
-    for (row, (x, y)) in xs.chunks_exact(s2).zip(y.chunks_exact_mut(s2)).enumerate() {
-        let m = &m[(row % s) * s2..(row % s + 1) * s2];
-        let mut max = f32::NEG_INFINITY;
-        for j in 0..s2 {
-            y[j] = x[j] * scale + m[j];
-            max = max.max(y[j]);
-        }
-        let mut total = 0.0f32;
-        for v in y.iter_mut() {
-            *v = exp(*v - max);
-            total += *v;
-        }
-        for v in y.iter_mut() {
-            *v /= total;
-        }
-    }
+    with_avx2(
+        #[inline(always)]
+        || {
+            for (row, (x, y)) in xs.chunks_exact(s2).zip(y.chunks_exact_mut(s2)).enumerate() {
+                let m = &m[(row % s) * s2..(row % s + 1) * s2];
+                let mut max = f32::NEG_INFINITY;
+                for j in 0..s2 {
+                    y[j] = x[j] * scale + m[j];
+                    max = max.max(y[j]);
+                }
+                let mut total = 0.0f32;
+                for v in y.iter_mut() {
+                    *v = exp(*v - max);
+                    total += *v;
+                }
+                for v in y.iter_mut() {
+                    *v /= total;
+                }
+            }
+        },
+    );
     let saved = if T::OWNS_TAPE { y.clone() } else { Vec::new() };
     let y = dev.try_tensor_from_vec(y, shape)?;
     add_backward(&mut tape, &y, [flat(&x)], move |gy, [gx]| {
@@ -572,24 +617,29 @@ pub fn gelu<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
     let mut ys = host_copy(&x)?;
     // Two loops, each straight-line per element, so both compile to SIMD code.
     let mut derivative = vec![0.0f32; if T::OWNS_TAPE { ys.len() } else { 0 }];
-    if T::OWNS_TAPE {
-        for (v, d) in ys.iter_mut().zip(derivative.iter_mut()) {
-            let x = *v;
-            let u = x * (two_c + two_c * GELU_CUBIC * x * x);
-            let s = 1.0 / (1.0 + exp(-u));
-            *v = x * s;
-            // d/dx x·σ(u(x)) = σ + x·σ(1 − σ)·u'(x),  u' = 2c + 6ck·x²
-            let du = two_c + 3.0 * two_c * GELU_CUBIC * x * x;
-            *d = s + x * s * (1.0 - s) * du;
-        }
-    } else {
-        for v in ys.iter_mut() {
-            let x = *v;
-            let u = x * (two_c + two_c * GELU_CUBIC * x * x);
-            // The same operations as above, so taped and untaped values are bit-identical.
-            *v = x * (1.0 / (1.0 + exp(-u)));
-        }
-    }
+    with_avx2(
+        #[inline(always)]
+        || {
+            if T::OWNS_TAPE {
+                for (v, d) in ys.iter_mut().zip(derivative.iter_mut()) {
+                    let x = *v;
+                    let u = x * (two_c + two_c * GELU_CUBIC * x * x);
+                    let s = 1.0 / (1.0 + exp(-u));
+                    *v = x * s;
+                    // d/dx x·σ(u(x)) = σ + x·σ(1 − σ)·u'(x),  u' = 2c + 6ck·x²
+                    let du = two_c + 3.0 * two_c * GELU_CUBIC * x * x;
+                    *d = s + x * s * (1.0 - s) * du;
+                }
+            } else {
+                for v in ys.iter_mut() {
+                    let x = *v;
+                    let u = x * (two_c + two_c * GELU_CUBIC * x * x);
+                    // The same operations as above, so taped and untaped values are bit-identical.
+                    *v = x * (1.0 / (1.0 + exp(-u)));
+                }
+            }
+        },
+    );
     let y = dev.try_tensor_from_vec(ys, shape)?;
     add_backward(&mut tape, &y, [flat(&x)], move |gy, [gx]| {
         for ((gx, gy), d) in gx.iter_mut().zip(gy).zip(&derivative) {
@@ -621,19 +671,24 @@ pub fn select_logprobs<const V: usize, D: Device<f32>, T: Tape<f32, D>>(
     // Overwritten with the softmax row by row: the backward needs it.
     let mut probs = host_copy(&x)?;
     let mut out = Vec::with_capacity(n);
-    for (row, &t) in probs.chunks_exact_mut(V).zip(targets) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let picked = row[t];
-        let mut total = 0.0f32;
-        for v in row.iter_mut() {
-            *v = exp(*v - max);
-            total += *v;
-        }
-        out.push(picked - max - total.ln());
-        for v in row.iter_mut() {
-            *v /= total;
-        }
-    }
+    with_avx2(
+        #[inline(always)]
+        || {
+            for (row, &t) in probs.chunks_exact_mut(V).zip(targets) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let picked = row[t];
+                let mut total = 0.0f32;
+                for v in row.iter_mut() {
+                    *v = exp(*v - max);
+                    total += *v;
+                }
+                out.push(picked - max - total.ln());
+                for v in row.iter_mut() {
+                    *v /= total;
+                }
+            }
+        },
+    );
     let y = dev.try_tensor_from_vec(out, (n,))?;
     let targets = targets.to_vec();
     add_backward(&mut tape, &y, [flat(&x)], move |gy, [gx]| {
@@ -760,6 +815,7 @@ mod tests {
         assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37);
         assert!(exp(1000.0).is_finite());
         assert!(exp(f32::NEG_INFINITY) < 1e-37);
+        assert!(exp(f32::NAN).is_nan());
     }
 
     #[test]

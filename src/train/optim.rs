@@ -39,7 +39,11 @@ impl<D: Device<f32>> TensorVisitor<f32, D> for SumSquares<'_, D> {
     ) -> Result<Option<Tensor<S, f32, D>>, D::Err> {
         if opts.do_gradient_update && t.shape().num_elements() > 0 {
             let g = self.grads.get(t);
-            self.total += g.square().sum::<Rank0, _>().as_vec()[0] as f64;
+            self.total += if crate::model::fused::on_host::<D>() {
+                g.as_vec().iter().map(|&x| (x * x) as f64).sum::<f64>()
+            } else {
+                g.square().sum::<Rank0, _>().as_vec()[0] as f64
+            };
         }
         Ok(None)
     }
@@ -140,6 +144,8 @@ pub struct AdamW<D: Device<f32>> {
     pub cfg: AdamWConfig,
     t: i32,
     moments: Vec<(Flat<D>, Flat<D>)>,
+    /// The moments on the CPU, as plain vectors (the update is then one loop per parameter).
+    host_moments: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 /// What one optimizer step saw.
@@ -158,6 +164,7 @@ impl<D: Device<f32>> AdamW<D> {
             cfg,
             t: 0,
             moments: Vec::new(),
+            host_moments: Vec::new(),
         }
     }
 
@@ -223,6 +230,39 @@ impl<D: Device<f32>> TensorVisitor<f32, D> for Update<'_, D> {
         }
         let cfg = self.opt.cfg;
         let n = p.shape().num_elements();
+        // p ← p·(1 − lr·wd) − lr·update   (weight decay only on matrices)
+        let decay = if S::NUM_DIMS >= 2 {
+            self.lr * cfg.weight_decay
+        } else {
+            0.0
+        };
+        let t = self.opt.t;
+        if crate::model::fused::on_host::<D>() {
+            // The same arithmetic as the tensor ops below (constants rounded from f64 the
+            // same way), as one loop instead of a dozen ops with a buffer each.
+            let mut params = vec![0.0f32; n];
+            p.copy_into(&mut params);
+            let grads = self.grads.get(p).as_vec();
+            if self.opt.host_moments.len() <= self.index {
+                self.opt.host_moments.push((vec![0.0; n], vec![0.0; n]));
+            }
+            let (m, v) = &mut self.opt.host_moments[self.index];
+            self.index += 1;
+            let (b1, one_b1) = (cfg.beta1 as f32, (1.0 - cfg.beta1) as f32);
+            let (b2, one_b2) = (cfg.beta2 as f32, (1.0 - cfg.beta2) as f32);
+            let c1 = (1.0 - cfg.beta1.powi(t)) as f32;
+            let c2 = (1.0 - cfg.beta2.powi(t)) as f32;
+            let (eps, keep, lr) = (cfg.eps as f32, (1.0 - decay) as f32, -self.lr as f32);
+            for (((p, g), m), v) in params.iter_mut().zip(&grads).zip(m).zip(v) {
+                let g = g * self.scale;
+                *m = *m * b1 + g * one_b1;
+                *v = *v * b2 + g * g * one_b2;
+                let update = (*m / c1) / ((*v / c2).sqrt() + eps);
+                *p = *p * keep + update * lr;
+            }
+            p.copy_from(&params);
+            return Ok(None);
+        }
         let g = (self.grads.get(p) * self.scale).reshape_like(&(n,));
         if self.opt.moments.len() <= self.index {
             let dev = p.device().clone();
@@ -236,16 +276,9 @@ impl<D: Device<f32>> TensorVisitor<f32, D> for Update<'_, D> {
         m.axpy(cfg.beta1, &g, 1.0 - cfg.beta1);
         v.axpy(cfg.beta2, &g.square(), 1.0 - cfg.beta2);
         // Bias correction: early moments are biased towards their zero start.
-        let t = self.opt.t;
         let m_hat = m.clone() / (1.0 - cfg.beta1.powi(t)) as f32;
         let v_hat = v.clone() / (1.0 - cfg.beta2.powi(t)) as f32;
         let update = (m_hat / (v_hat.sqrt() + cfg.eps as f32)).reshape_like(p.shape());
-        // p ← p·(1 − lr·wd) − lr·update   (weight decay only on matrices)
-        let decay = if S::NUM_DIMS >= 2 {
-            self.lr * cfg.weight_decay
-        } else {
-            0.0
-        };
         p.axpy(1.0 - decay, &update, -self.lr);
         Ok(None)
     }
@@ -359,7 +392,7 @@ mod tests {
         assert_eq!(info.grad_norm, norm);
         assert!(info.clipped);
         // The first moment holds (1 − β1)·g·(max/norm): a quarter of the unclipped value.
-        let first = opt.moments[0].0.as_vec();
+        let first = opt.host_moments[0].0.clone();
         let raw = g.get(&model.0.weight).as_vec();
         for (m, g) in first.iter().zip(&raw) {
             assert!((m - 0.1 * g / 4.0).abs() < 1e-6 * g.abs().max(1.0));
