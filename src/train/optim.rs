@@ -7,26 +7,25 @@ use dfdx::nn::tensor_collection::{
 };
 use dfdx::prelude::*;
 
-/// The global L2 norm of all trainable parameters' gradients: sqrt(Σ_p ‖∂L/∂p‖²).
-pub fn grad_norm<M: TensorCollection<f32, D>, D: Device<f32>>(
+/// Calls `f` on every trainable parameter of `model`, in the model's visiting order, as a flat
+/// `(n,)` view that shares the parameter's id, hence its gradient.
+pub(crate) fn for_each_param<M: TensorCollection<f32, D>, D: Device<f32>>(
     model: &M,
-    grads: &Gradients<f32, D>,
-) -> f32 {
-    let mut op = SumSquares { grads, total: 0.0 };
-    // The visitor's error type is the device's; CPU allocation does not fail.
+    f: impl FnMut(&Tensor<(usize,), f32, D>),
+) {
+    let mut op = EachParam { f };
+    // The visitor never fails (it returns no error of its own).
     let _ = M::iter_tensors(&mut RecursiveWalker {
         m: model,
         f: &mut op,
     });
-    op.total.sqrt() as f32
 }
 
-struct SumSquares<'a, D: Device<f32>> {
-    grads: &'a Gradients<f32, D>,
-    total: f64,
+struct EachParam<F> {
+    f: F,
 }
 
-impl<D: Device<f32>> TensorVisitor<f32, D> for SumSquares<'_, D> {
+impl<D: Device<f32>, F: FnMut(&Tensor<(usize,), f32, D>)> TensorVisitor<f32, D> for EachParam<F> {
     type Viewer = ViewTensorRef;
     type Err = D::Err;
     type E2 = f32;
@@ -37,16 +36,30 @@ impl<D: Device<f32>> TensorVisitor<f32, D> for SumSquares<'_, D> {
         opts: TensorOptions<S, f32, D>,
         t: &Tensor<S, f32, D>,
     ) -> Result<Option<Tensor<S, f32, D>>, D::Err> {
-        if opts.do_gradient_update && t.shape().num_elements() > 0 {
-            let g = self.grads.get(t);
-            self.total += if crate::model::fused::on_host::<D>() {
-                g.as_vec().iter().map(|&x| (x * x) as f64).sum::<f64>()
-            } else {
-                g.square().sum::<Rank0, _>().as_vec()[0] as f64
-            };
+        let n = t.shape().num_elements();
+        if opts.do_gradient_update && n > 0 {
+            // Parameters are contiguous: the reshape keeps the id and the data.
+            (self.f)(&t.clone().reshape_like(&(n,)));
         }
         Ok(None)
     }
+}
+
+/// The global L2 norm of all trainable parameters' gradients: sqrt(Σ_p ‖∂L/∂p‖²).
+pub fn grad_norm<M: TensorCollection<f32, D>, D: Device<f32>>(
+    model: &M,
+    grads: &Gradients<f32, D>,
+) -> f32 {
+    let mut total = 0.0f64;
+    for_each_param(model, |t| {
+        let g = grads.get(t);
+        total += if crate::model::fused::on_host::<D>() {
+            g.as_vec().iter().map(|&x| (x * x) as f64).sum::<f64>()
+        } else {
+            g.square().sum::<Rank0, _>().as_vec()[0] as f64
+        };
+    });
+    total.sqrt() as f32
 }
 
 /// `into += from` for every trainable parameter's gradient: the gradients of two parts of a
@@ -66,43 +79,18 @@ pub fn add_grads<M: TensorCollection<f32, D>, D: Device<f32>>(
     ) else {
         return false;
     };
-    let mut op = AddGrads { into, from };
-    // CPU gradient buffers were allocated by `alloc_grads`: the visitor cannot fail.
-    let _ = M::iter_tensors(&mut RecursiveWalker {
-        m: model,
-        f: &mut op,
-    });
-    true
-}
-
-struct AddGrads<'a> {
-    into: &'a mut Gradients<f32, Cpu>,
-    from: &'a mut Gradients<f32, Cpu>,
-}
-
-impl<D: Device<f32>> TensorVisitor<f32, D> for AddGrads<'_> {
-    type Viewer = ViewTensorRef;
-    type Err = D::Err;
-    type E2 = f32;
-    type D2 = D;
-
-    fn visit<S: Shape>(
-        &mut self,
-        opts: TensorOptions<S, f32, D>,
-        t: &Tensor<S, f32, D>,
-    ) -> Result<Option<Tensor<S, f32, D>>, D::Err> {
-        if !opts.do_gradient_update {
-            return Ok(None);
-        }
-        if let Some(t) = (t as &dyn std::any::Any).downcast_ref::<Tensor<S, f32, Cpu>>() {
-            if let (Ok(a), Ok(b)) = (self.into.get_or_alloc_mut(t), self.from.get_or_alloc_mut(t)) {
-                for (a, b) in a.iter_mut().zip(b.iter()) {
-                    *a += b;
-                }
+    for_each_param(model, |t| {
+        let Some(t) = (t as &dyn Any).downcast_ref::<Tensor<(usize,), f32, Cpu>>() else {
+            return;
+        };
+        // Both stores come from `alloc_grads`: the buffers exist, and the CPU cannot fail.
+        if let (Ok(a), Ok(b)) = (into.get_or_alloc_mut(t), from.get_or_alloc_mut(t)) {
+            for (a, b) in a.iter_mut().zip(b.iter()) {
+                *a += b;
             }
         }
-        Ok(None)
-    }
+    });
+    true
 }
 
 /// AdamW's hyper-parameters.

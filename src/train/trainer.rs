@@ -520,40 +520,8 @@ mod tests {
     /// Every parameter's gradient, flattened, in visiting order.
     fn all_grads(model: &TinyModel<Cpu>, grads: &Gradients<f32, Cpu>) -> Vec<f32> {
         let mut out = Vec::new();
-        let mut op = Collect {
-            grads,
-            out: &mut out,
-        };
-        let _ = <TinyModel<Cpu> as TensorCollection<f32, Cpu>>::iter_tensors(
-            &mut dfdx::nn::tensor_collection::RecursiveWalker {
-                m: model,
-                f: &mut op,
-            },
-        );
+        crate::train::optim::for_each_param(model, |t| out.extend(grads.get(t).as_vec()));
         out
-    }
-
-    struct Collect<'a> {
-        grads: &'a Gradients<f32, Cpu>,
-        out: &'a mut Vec<f32>,
-    }
-
-    impl dfdx::nn::tensor_collection::TensorVisitor<f32, Cpu> for Collect<'_> {
-        type Viewer = dfdx::nn::tensor_collection::ViewTensorRef;
-        type Err = <Cpu as HasErr>::Err;
-        type E2 = f32;
-        type D2 = Cpu;
-
-        fn visit<S: Shape>(
-            &mut self,
-            opts: dfdx::nn::tensor_collection::TensorOptions<S, f32, Cpu>,
-            t: &Tensor<S, f32, Cpu>,
-        ) -> Result<Option<Tensor<S, f32, Cpu>>, Self::Err> {
-            if opts.do_gradient_update {
-                self.out.extend(self.grads.get(t).as_vec());
-            }
-            Ok(None)
-        }
     }
 
     /// The plan's loss, values and gradients with the batch in one piece, then split over two
