@@ -141,119 +141,102 @@ fn layer_norm<const M: usize, D: Device<f32>>(
     ]
 }
 
-/// All weights under transformers' `GPT2LMHeadModel` names (`transformer.` prefix).
-fn hf_tensors<
-    const V: usize,
-    const M: usize,
-    const H: usize,
-    const F: usize,
-    const L: usize,
-    const S: usize,
-    D: Device<f32>,
->(
-    model: &Gpt<V, M, H, F, L, S, f32, D>,
-) -> Vec<HostTensor> {
-    let mut out = vec![
-        HostTensor::new(
-            "transformer.wte.weight".into(),
-            vec![V, M],
-            model.wte.weight.as_vec(),
-        ),
-        HostTensor::new(
-            "transformer.wpe.weight".into(),
-            vec![S, M],
-            model.wpe.weight.as_vec(),
-        ),
-    ];
-    for (i, block) in model.h.modules.iter().enumerate() {
-        let p = format!("transformer.h.{i}");
-        let attn = &block.attn;
-        out.extend(layer_norm(&format!("{p}.ln_1"), &block.ln_1));
-        out.extend(c_attn(
-            &format!("{p}.attn.c_attn"),
-            [&attn.q, &attn.k, &attn.v],
-        ));
-        out.extend(conv1d(&format!("{p}.attn.c_proj"), &attn.c_proj));
-        out.extend(layer_norm(&format!("{p}.ln_2"), &block.ln_2));
-        out.extend(conv1d(&format!("{p}.mlp.c_fc"), &block.mlp.c_fc));
-        out.extend(conv1d(&format!("{p}.mlp.c_proj"), &block.mlp.c_proj));
-    }
-    out.extend(layer_norm("transformer.ln_f", &model.ln_f));
-    out
-}
-
-/// The one LayerNorm epsilon of the model. GPT-2's config has a single `layer_norm_epsilon`,
-/// so a model whose LayerNorms disagree cannot be exported faithfully: that is an error, not
-/// a silent pick.
-fn layer_norm_epsilon<
-    const V: usize,
-    const M: usize,
-    const H: usize,
-    const F: usize,
-    const L: usize,
-    const S: usize,
-    D: Device<f32>,
->(
-    model: &Gpt<V, M, H, F, L, S, f32, D>,
-) -> Result<f64, ModelError> {
-    let eps = model.ln_f.epsilon;
-    let all = model
-        .h
-        .modules
-        .iter()
-        .flat_map(|b| [b.ln_1.epsilon, b.ln_2.epsilon]);
-    for other in all {
-        if other != eps {
-            return Err(ModelError::BadParameter {
-                name: "layer_norm epsilon",
-                value: format!("{other} (ln_f has {eps})"),
-                expected: "the same in every LayerNorm (GPT-2's config has one layer_norm_epsilon)",
-            });
+/// What the export reads from a model, for any size of it (one list of compile-time sizes).
+impl<
+        const V: usize,
+        const M: usize,
+        const H: usize,
+        const F: usize,
+        const L: usize,
+        const S: usize,
+        D: Device<f32>,
+    > Gpt<V, M, H, F, L, S, f32, D>
+{
+    /// All weights under transformers' `GPT2LMHeadModel` names (`transformer.` prefix).
+    fn hf_tensors(&self) -> Vec<HostTensor> {
+        let mut out = vec![
+            HostTensor::new(
+                "transformer.wte.weight".into(),
+                vec![V, M],
+                self.wte.weight.as_vec(),
+            ),
+            HostTensor::new(
+                "transformer.wpe.weight".into(),
+                vec![S, M],
+                self.wpe.weight.as_vec(),
+            ),
+        ];
+        for (i, block) in self.h.modules.iter().enumerate() {
+            let p = format!("transformer.h.{i}");
+            let attn = &block.attn;
+            out.extend(layer_norm(&format!("{p}.ln_1"), &block.ln_1));
+            out.extend(c_attn(
+                &format!("{p}.attn.c_attn"),
+                [&attn.q, &attn.k, &attn.v],
+            ));
+            out.extend(conv1d(&format!("{p}.attn.c_proj"), &attn.c_proj));
+            out.extend(layer_norm(&format!("{p}.ln_2"), &block.ln_2));
+            out.extend(conv1d(&format!("{p}.mlp.c_fc"), &block.mlp.c_fc));
+            out.extend(conv1d(&format!("{p}.mlp.c_proj"), &block.mlp.c_proj));
         }
+        out.extend(layer_norm("transformer.ln_f", &self.ln_f));
+        out
     }
-    Ok(eps)
-}
 
-/// The `config.json` of a `GPT2LMHeadModel` with our sizes. Dropout is 0 everywhere: our model
-/// has none, and a student continuing training can turn it on in the config.
-fn hf_config<
-    const V: usize,
-    const M: usize,
-    const H: usize,
-    const F: usize,
-    const L: usize,
-    const S: usize,
->(
-    eos_id: u32,
-    layer_norm_epsilon: f64,
-) -> Value {
-    json!({
-        "model_type": "gpt2",
-        "architectures": ["GPT2LMHeadModel"],
-        "vocab_size": V,
-        "n_positions": S,
-        "n_embd": M,
-        "n_layer": L,
-        "n_head": H,
-        "n_inner": F,
-        "activation_function": HF_ACTIVATION,
-        "layer_norm_epsilon": layer_norm_epsilon,
-        "resid_pdrop": 0.0,
-        "embd_pdrop": 0.0,
-        "attn_pdrop": 0.0,
-        "summary_first_dropout": 0.0,
-        // GPT-2's init std (`init::INIT_STD`, written as f64: the f32 would print 0.01999…).
-        "initializer_range": 0.02,
-        "scale_attn_weights": true,
-        "scale_attn_by_inverse_layer_idx": false,
-        "reorder_and_upcast_attn": false,
-        "tie_word_embeddings": true,
-        "use_cache": true,
-        "bos_token_id": eos_id,
-        "eos_token_id": eos_id,
-        "pad_token_id": eos_id,
-        "torch_dtype": "float32",
-    })
+    /// The one LayerNorm epsilon of the model. GPT-2's config has a single
+    /// `layer_norm_epsilon`, so a model whose LayerNorms disagree cannot be exported
+    /// faithfully: that is an error, not a silent pick.
+    fn layer_norm_epsilon(&self) -> Result<f64, ModelError> {
+        let eps = self.ln_f.epsilon;
+        let all = self
+            .h
+            .modules
+            .iter()
+            .flat_map(|b| [b.ln_1.epsilon, b.ln_2.epsilon]);
+        for other in all {
+            if other != eps {
+                return Err(ModelError::BadParameter {
+                    name: "layer_norm epsilon",
+                    value: format!("{other} (ln_f has {eps})"),
+                    expected:
+                        "the same in every LayerNorm (GPT-2's config has one layer_norm_epsilon)",
+                });
+            }
+        }
+        Ok(eps)
+    }
+
+    /// The `config.json` of a `GPT2LMHeadModel` with our sizes. Dropout is 0 everywhere: our
+    /// model has none, and a student continuing training can turn it on in the config.
+    fn hf_config(&self, eos_id: u32, layer_norm_epsilon: f64) -> Value {
+        json!({
+            "model_type": "gpt2",
+            "architectures": ["GPT2LMHeadModel"],
+            "vocab_size": V,
+            "n_positions": S,
+            "n_embd": M,
+            "n_layer": L,
+            "n_head": H,
+            "n_inner": F,
+            "activation_function": HF_ACTIVATION,
+            "layer_norm_epsilon": layer_norm_epsilon,
+            "resid_pdrop": 0.0,
+            "embd_pdrop": 0.0,
+            "attn_pdrop": 0.0,
+            "summary_first_dropout": 0.0,
+            // GPT-2's init std (`init::INIT_STD`, written as f64: the f32 would print 0.01999…).
+            "initializer_range": 0.02,
+            "scale_attn_weights": true,
+            "scale_attn_by_inverse_layer_idx": false,
+            "reorder_and_upcast_attn": false,
+            "tie_word_embeddings": true,
+            "use_cache": true,
+            "bos_token_id": eos_id,
+            "eos_token_id": eos_id,
+            "pad_token_id": eos_id,
+            "torch_dtype": "float32",
+        })
+    }
 }
 
 /// `tokenizer_config.json`: a GPT-2 fast tokenizer around `tokenizer.json`, with
@@ -371,7 +354,7 @@ pub fn export_hf<
             max: V,
         });
     }
-    let eps = layer_norm_epsilon(model)?;
+    let eps = model.layer_norm_epsilon()?;
     let paths: Vec<PathBuf> = EXPORT_FILES.iter().map(|f| dir.join(f)).collect();
     // Refuse before writing anything, so a refused export leaves `dir` as it was.
     if let Some(existing) = paths.iter().find(|p| p.exists()) {
@@ -382,8 +365,8 @@ pub fn export_hf<
 
     // Build every file in memory first: a failure here also leaves `dir` untouched.
     let contents: [Vec<u8>; 5] = [
-        json_bytes(&hf_config::<V, M, H, F, L, S>(tokenizer.eos_id(), eps)),
-        safetensors_bytes(&hf_tensors(model), &paths[1])?,
+        json_bytes(&model.hf_config(tokenizer.eos_id(), eps)),
+        safetensors_bytes(&model.hf_tensors(), &paths[1])?,
         tokenizer.to_json()?.into_bytes(),
         json_bytes(&tokenizer_config(S)),
         json_bytes(&special_tokens_map()),
