@@ -43,7 +43,7 @@ impl<const M: usize, const F: usize, D: Device<f32>> Mlp<M, F, f32, D> {
 ///
 /// Same function, cheaper on a CPU: dfdx's kernel calls libm's `tanhf` once in the forward and
 /// again in the backward, and `tanhf` is slow; `σ` needs one `expf`, and its derivative reuses
-/// its output. On the CPU it is one fused host loop ([`super::fused::gelu`]).
+/// its output. On the CPU it is one fused host loop ([`super::fused::gelu()`]).
 pub fn tanh_gelu<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
     x: Tensor<S, f32, D, T>,
 ) -> Result<Tensor<S, f32, D, T>, D::Err> {
