@@ -138,6 +138,7 @@ impl ProspectParams {
 /// [`ProspectParams::validate`] the number it returns is meaningless, so check them first
 /// (the curve helpers, e.g. [`value_curve`], do).
 pub fn value(x: f64, p: &ProspectParams) -> f64 {
+    crate::checks::grading::reference("prospect::value");
     if x >= 0.0 {
         x.powf(p.alpha)
     } else {
@@ -186,6 +187,7 @@ pub fn kto_value(d: f64, label: Label, beta: f64, weight: f64) -> f64 {
 /// `λ·σ(−m)` (the same number, since 1 − σ(m) = σ(−m)) because subtracting two numbers close
 /// to 1 would lose digits once σ(m) is near 1.
 pub fn kto_loss(d: f64, label: Label, beta: f64, weight: f64) -> f64 {
+    crate::checks::grading::reference("prospect::kto_loss");
     weight * sigmoid(-margin(d, label, beta))
 }
 

@@ -13,8 +13,7 @@
 //! non-generic body, so a notebook cell compiles just that shim.
 
 use dfdx::prelude::*;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 use super::{fmt_num, Checker, Report};
 use crate::losses::kto::reference_point as reference_z0;
@@ -119,7 +118,7 @@ fn inputs(random: usize) -> Vec<Input> {
             default,
         ),
     ];
-    let mut rng = ChaCha8Rng::seed_from_u64(0x6b74_6f31);
+    let mut rng = super::grading::rng(0x6b74_6f31);
     for k in 0..random {
         let n = rng.gen_range(1..=12);
         let batch = ExampleBatch {
@@ -182,7 +181,8 @@ fn check_kto_batch_mean(f: &KtoBatchMeanFn) -> Report {
          is averaged on its own (L_D over thumbs up, L_U over thumbs down) before weighting; an \
          absent class adds 0; −log σ(x) must stay finite for x ≈ −150 (compute in f64, or use \
          kto_lab::math::log_sigmoid); an empty batch gives None.",
-    );
+    )
+    .forbid(&["losses::kto_batch_mean"]);
     for input in inputs(6) {
         let b = &input.batch;
         let expected = plain::kto_batch_mean(&b.as_batch(), &input.cfg)
@@ -214,7 +214,8 @@ fn check_reference_point(f: &ReferencePointFn) -> Report {
         "Exercise 1.2 — the reference point z0",
         "z0 = max(0, mean over the pairs of (policy − reference)): the mean of the differences, \
          then clamped at 0 (a KL divergence is never negative); no pairs gives None.",
-    );
+    )
+    .forbid(&["losses::kto::reference_point"]);
     let mut cases: Vec<(String, Vec<f32>, Vec<f32>)> = inputs(0)
         .into_iter()
         .map(|i| (i.name, i.batch.kl_policy_logps, i.batch.kl_reference_logps))
@@ -225,7 +226,7 @@ fn check_reference_point(f: &ReferencePointFn) -> Report {
         vec![-30.5, -31.0],
     ));
     cases.push(("one pair, negative".into(), vec![-42.0], vec![-41.0]));
-    let mut rng = ChaCha8Rng::seed_from_u64(0x7a30);
+    let mut rng = super::grading::rng(0x7a30);
     for k in 0..6 {
         let n = rng.gen_range(1..=10);
         let reference: Vec<f32> = (0..n).map(|_| rng.gen_range(-60.0..-20.0)).collect();
@@ -277,7 +278,8 @@ fn check_kto_tensor(f: &KtoTensorFn) -> Report {
          through); per example β(r − z0) for thumbs up and β(z0 − r) for thumbs down; loss = \
          mean over ALL examples of λ·(1 − σ(·)). Keep policy_logps as the LEFT operand so the \
          tape flows to the loss.",
-    );
+    )
+    .forbid(&["losses::kto"]);
     let dev = Cpu::default();
     let tensor = |v: &[f32]| dev.tensor_from_vec(v.to_vec(), (v.len(),));
     for input in inputs(4) {

@@ -8,8 +8,7 @@
 //!
 //! [`preview`] shows the student's chart in the check cell (or nothing, while it is a `todo!()`).
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 use super::{guarded, Checker, Report};
 use crate::charts::{LineChart, Series};
@@ -44,7 +43,8 @@ fn check_value(f: &ValueFn) -> Report {
         "gains (x ≥ 0): x^α; losses (x < 0): −λ·(−x)^β — raise the POSITIVE number −x to the \
          power (powf of a negative number is NaN), then scale by λ and flip the sign. Use α for \
          gains and β for losses: they differ in some cases.",
-    );
+    )
+    .forbid(&["prospect::value"]);
     let tk = ProspectParams::default();
     let mut cases: Vec<(String, f64, ProspectParams)> = Vec::new();
     for x in [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 100.0, -1e-9] {
@@ -58,7 +58,7 @@ fn check_value(f: &ValueFn) -> Report {
     for x in [-2.5, 2.5] {
         cases.push((format!("x = {x}, rational (α = β = λ = 1)"), x, rational));
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(0x6b74_6f32);
+    let mut rng = super::grading::rng(0x6b74_6f32);
     for k in 0..6 {
         let p = params(
             rng.gen_range(0.2..=1.0),
@@ -89,7 +89,8 @@ fn check_kto_loss(f: &KtoLossFn) -> Report {
         "thumbs up: λ·(1 − σ(β·d)); thumbs down: λ·(1 − σ(−β·d)). At d = 0 both are λ/2; far on \
          the wrong side the loss tends to λ (not to infinity), far on the right side to 0. \
          kto_lab::math::sigmoid is a stable σ.",
-    );
+    )
+    .forbid(&["prospect::kto_loss"]);
     let mut cases: Vec<(f64, Label, f64, f64)> = Vec::new();
     for label in [Label::Desirable, Label::Undesirable] {
         for d in [0.0, 5.0, -5.0, 40.0, -40.0, 1e4, -1e4] {
@@ -98,7 +99,7 @@ fn check_kto_loss(f: &KtoLossFn) -> Report {
         cases.push((2.0, label, 0.5, 1.33));
         cases.push((-3.0, label, 2.0, 0.25));
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(0x6b74_6f33);
+    let mut rng = super::grading::rng(0x6b74_6f33);
     for _ in 0..6 {
         let label = if rng.gen_bool(0.5) {
             Label::Desirable

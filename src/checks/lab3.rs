@@ -24,6 +24,7 @@ pub type Row = (Vec<u32>, Vec<u32>, Vec<f32>);
 /// The reference of exercise 3.1: the row [`TokenBatch::new`] builds for `(prompt, completion)`,
 /// right-padded with `pad` to `seq_len` positions. `None` when the row does not fit.
 pub fn reference_row(prompt: &[u32], completion: &[u32], seq_len: usize, pad: u32) -> Option<Row> {
+    crate::checks::grading::reference("checks::lab3::reference_row");
     if completion.is_empty() || prompt.len().max(1) + completion.len() - 1 > seq_len {
         return None;
     }
@@ -51,7 +52,8 @@ where
         "Exercise 3.1 — inputs, targets and completion mask",
         "targets are the inputs shifted left by one; the first completion token is the target \
          at position len(prompt) − 1; padding positions hold `pad` in both and 0 in the mask",
-    );
+    )
+    .forbid(&["checks::lab3::reference_row"]);
     // (name, prompt, completion, seq_len, pad)
     type RowCase = (String, Vec<u32>, Vec<u32>, usize, u32);
     let mut cases: Vec<RowCase> = vec![
@@ -85,7 +87,7 @@ where
             256,
         ),
     ];
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut rng = super::grading::rng(3);
     for i in 0..4 {
         let p: Vec<u32> = (0..rng.gen_range(1..10))
             .map(|_| rng.gen_range(0..512))
@@ -164,7 +166,7 @@ fn mask_cases() -> Vec<MaskCase> {
             mask: vec![0., 0., 1., 1., 0.],
         },
     ];
-    let mut rng = ChaCha8Rng::seed_from_u64(32);
+    let mut rng = super::grading::rng(32);
     for i in 0..3 {
         let rows = rng.gen_range(1..7);
         let seq_len = rng.gen_range(2..20);
@@ -199,7 +201,8 @@ where
         "Exercise 3.2 — log π(y|x): the masked per-sequence sum",
         "multiply the log-probs by the mask (prompt and padding become 0), then sum over the \
          sequence axis: `.sum::<(usize,), Axis<1>>()`",
-    );
+    )
+    .forbid(&["classroom::masked_sequence_sum"]);
     let dev = crate::model::device();
     for case in mask_cases() {
         let shape = (case.rows, case.seq_len);
@@ -366,9 +369,10 @@ where
         "r = log πθ − log πref; z0 = max(0, mean of the KL pairs' log-ratios), without \
          gradient; loss = mean of λ·(1 − σ(±β(r − z0))), + for thumbs up, − for thumbs down; \
          then `policy.step(loss.backward())` and return the loss value",
-    );
+    )
+    .forbid(&["classroom::kto_step", "classroom::kto_loss"]);
     for (i, case) in step_cases().iter().enumerate() {
-        let Some(s) = start(case, 100 + i as u64) else {
+        let Some(s) = start(case, super::grading::seed(100 + i as u64)) else {
             check.case(case.name, "a starting point", "could not prepare it", false);
             continue;
         };

@@ -8,8 +8,7 @@
 
 use std::path::Path;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use serde_json::Value;
 
 use super::{approx_eq, fmt_num, Checker, Report};
@@ -17,6 +16,7 @@ use crate::feedback::{advise, Record, Text};
 
 /// The reference of exercise 4.1: TRL's unpaired row, `{"prompt","completion","label"}`.
 pub fn reference_line(prompt: &str, completion: &str, label: bool) -> String {
+    crate::checks::grading::reference("checks::lab4::reference_line");
     Record::new(prompt, completion, label).to_training_line()
 }
 
@@ -31,7 +31,11 @@ where
         "Exercise 4.1 — a thumbs up/down as a KTO training line",
         "build the object with serde_json (`json!({...})` or a `Map`) and serialize it with \
          `to_string` — never glue strings by hand: quotes and newlines must be escaped",
-    );
+    )
+    .forbid(&[
+        "checks::lab4::reference_line",
+        "feedback::Record::to_training_line",
+    ]);
     let cases: Vec<(&str, String, String, bool)> = vec![
         (
             "thumbs up",
@@ -80,6 +84,7 @@ where
 
 /// The reference of exercise 4.2: the library's parser, keeping plain-text rows only.
 pub fn reference_parse(line: &str) -> Option<(String, String, bool)> {
+    crate::checks::grading::reference("checks::lab4::reference_parse");
     let record = Record::parse_line(line, Path::new("line"), 1).ok()?;
     match (record.prompt, record.completion) {
         (Text::Plain(p), Text::Plain(c)) => Some((p, c, record.label)),
@@ -99,7 +104,11 @@ where
         "Exercise 4.2 — read a feedback line, reject malformed ones",
         "parse with `serde_json::from_str::<Value>`, then `as_object()`, check the keys, \
          `as_str()` / `as_bool()` each field; every `?` on an Option returns None early",
-    );
+    )
+    .forbid(&[
+        "checks::lab4::reference_parse",
+        "feedback::Record::parse_line",
+    ]);
     let cases = [
         (
             "a thumbs up",
@@ -180,7 +189,8 @@ where
         "Exercise 4.3 — the λD that balances the classes (Eq. 8)",
         "solve 1 ≤ λD·nD / (λU·nU) ≤ 4/3 for λD: low = λU·nU/nD, high = (4/3)·low; \
          with nD = 0 or nU = 0 there is no range (None)",
-    );
+    )
+    .forbid(&["feedback::advise"]);
     let mut cases: Vec<(String, usize, usize, f64)> = vec![
         (
             "10 up, 100 down (the paper's 90% drop)".into(),
@@ -195,7 +205,7 @@ where
         ("one class: only thumbs up".into(), 25, 0, 1.0),
         ("no feedback at all".into(), 0, 0, 1.0),
     ];
-    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let mut rng = super::grading::rng(4);
     for i in 0..4 {
         let (d, u) = (rng.gen_range(1..500), rng.gen_range(1..500));
         let w = (rng.gen_range(0.25..4.0f64) * 100.0).round() / 100.0;

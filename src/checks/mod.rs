@@ -13,6 +13,7 @@
 //! The first line of a report's text always contains exactly one of [`Status`]'s markers —
 //! `✅ passed`, `❌ failed`, `⏳ not done yet` — so a notebook runner can tell the three apart.
 
+pub mod grading;
 pub mod lab1;
 pub mod lab2;
 pub mod lab3;
@@ -69,6 +70,12 @@ pub struct Report {
     pub cases: Vec<Case>,
     /// What to look at when a case fails.
     pub hint: String,
+    /// The library references the student's code called that this check forbids (each one
+    /// also fails a case).
+    pub reference_calls: Vec<String>,
+    /// How many of `cases` are hidden tests (their names start with `hidden: `); 0 outside a
+    /// solution or grading run.
+    pub hidden: usize,
 }
 
 impl Report {
@@ -84,6 +91,30 @@ impl Report {
             .filter(|c| !c.ok)
             .map(|c| c.name.as_str())
             .collect()
+    }
+
+    /// The same report with the hidden tests added: `hidden` is this exercise's check again,
+    /// with every random input drawn from the grading run's seed
+    /// ([`grading::set_hidden_seed`]). Solution notebooks call it between
+    /// `// BEGIN HIDDEN TESTS` and `// END HIDDEN TESTS`, a region student notebooks do not have.
+    pub fn with_hidden(mut self, hidden: impl FnOnce() -> Report) -> Report {
+        let extra = grading::run_hidden(hidden);
+        self.hidden += extra.cases.len();
+        self.cases.extend(extra.cases.into_iter().map(|c| Case {
+            name: format!("hidden: {}", c.name),
+            ..c
+        }));
+        for call in extra.reference_calls {
+            if !self.reference_calls.contains(&call) {
+                self.reference_calls.push(call);
+            }
+        }
+        self.status = match (self.status, extra.status) {
+            (Status::NotDone, _) | (_, Status::NotDone) => Status::NotDone,
+            (Status::Passed, Status::Passed) => Status::Passed,
+            _ => Status::Failed,
+        };
+        self
     }
 
     /// The first line of the report: the exercise, its marker and the count of passing cases.
@@ -206,6 +237,8 @@ pub struct Checker {
     hint: String,
     cases: Vec<Case>,
     not_done: bool,
+    forbidden: &'static [&'static str],
+    reference_calls: Vec<String>,
 }
 
 /// Serializes the swap of the process-wide panic hook.
@@ -219,7 +252,16 @@ impl Checker {
             hint: hint.into(),
             cases: Vec::new(),
             not_done: false,
+            forbidden: &[],
+            reference_calls: Vec::new(),
         }
+    }
+
+    /// Forbids the student's code to call these library references (names as passed to
+    /// [`grading::reference`]): the exercise is to write them. A call fails the check.
+    pub fn forbid(mut self, references: &'static [&'static str]) -> Self {
+        self.forbidden = references;
+        self
     }
 
     /// Runs student code, catching a panic. `None` when it did not return: a `todo!()` marks the
@@ -229,7 +271,13 @@ impl Checker {
         if self.not_done {
             return None;
         }
-        match guarded(f) {
+        let (result, called) = grading::watch(|| guarded(f));
+        for name in called {
+            if self.forbidden.contains(&name) && !self.reference_calls.iter().any(|c| c == name) {
+                self.reference_calls.push(name.to_owned());
+            }
+        }
+        match result {
             Ok(v) => Some(v),
             Err(Interrupted::NotDone) => {
                 self.not_done = true;
@@ -293,7 +341,15 @@ impl Checker {
 
     /// The report: not done if a `todo!()` was hit, passed if every case agreed (and there was
     /// at least one), failed otherwise.
-    pub fn finish(self) -> Report {
+    pub fn finish(mut self) -> Report {
+        for name in &self.reference_calls {
+            self.cases.push(Case {
+                name: "written without the library's reference".into(),
+                expected: format!("no call to kto_lab::{name}"),
+                got: format!("calls kto_lab::{name}"),
+                ok: false,
+            });
+        }
         let status = if self.not_done {
             Status::NotDone
         } else if !self.cases.is_empty() && self.cases.iter().all(|c| c.ok) {
@@ -306,6 +362,8 @@ impl Checker {
             status,
             cases: self.cases,
             hint: self.hint,
+            reference_calls: self.reference_calls,
+            hidden: 0,
         }
     }
 }

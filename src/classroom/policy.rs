@@ -142,6 +142,7 @@ pub fn kto_loss(
     batch: &KtoBatch,
     cfg: &KtoConfig,
 ) -> Result<KtoMetrics, TrainError> {
+    crate::checks::grading::reference("classroom::kto_loss");
     let dev = policy.model.wte.weight.device().clone();
     let n = batch.len();
     let logps = policy.model.sequence_logprobs(&batch.tokens, NoneTape)?;
@@ -160,6 +161,7 @@ pub fn kto_loss(
 /// The reference of exercise 3.3: one KTO step (paper Eq. 7, TRL's `KTOTrainer`) on `batch`.
 /// Returns the loss *before* the update.
 pub fn kto_step(policy: &mut Policy, batch: &KtoBatch, cfg: &KtoConfig) -> Result<f32, TrainError> {
+    crate::checks::grading::reference("classroom::kto_step");
     let n = batch.len();
     let dev = policy.model.wte.weight.device().clone();
     let logps = policy.logprobs(&batch.tokens)?;

@@ -110,6 +110,7 @@ pub fn advise(
     desirable_weight: f64,
     undesirable_weight: f64,
 ) -> Result<ImbalanceAdvice, ImbalanceError> {
+    crate::checks::grading::reference("feedback::advise");
     for (name, value) in [
         ("desirable_weight", desirable_weight),
         ("undesirable_weight", undesirable_weight),

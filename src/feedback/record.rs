@@ -214,6 +214,7 @@ impl Record {
     /// The record as one JSON line (no trailing newline) in TRL's KTO training format:
     /// exactly `{"prompt":...,"completion":...,"label":...}`, metadata dropped.
     pub fn to_training_line(&self) -> String {
+        crate::checks::grading::reference("feedback::Record::to_training_line");
         let row = TrainingRow {
             prompt: &self.prompt,
             completion: &self.completion,
@@ -238,6 +239,7 @@ impl Record {
 
     /// Parse one line of a JSONL file; errors name `path:line` and the field.
     pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Record, FeedbackError> {
+        crate::checks::grading::reference("feedback::Record::parse_line");
         let value: Value = serde_json::from_str(text).map_err(|e| FeedbackError::InvalidJson {
             path: path.to_path_buf(),
             line,

@@ -95,6 +95,7 @@ pub fn reference_point(
     kl_policy_logps: &[f32],
     kl_reference_logps: &[f32],
 ) -> Result<f32, LossError> {
+    crate::checks::grading::reference("losses::kto::reference_point");
     if kl_policy_logps.is_empty() {
         return Err(LossError::EmptyBatch {
             field: "kl_policy_logps",
@@ -138,6 +139,7 @@ pub fn kto<D: Device<f32>, T: Tape<f32, D>>(
     labels: &[bool],
     cfg: &KtoConfig,
 ) -> Result<(Scalar<D, T>, KtoMetrics), LossError> {
+    crate::checks::grading::reference("losses::kto");
     let z0 = reference_point(&host(kl_policy_logps), &host(kl_reference_logps))?;
     unpaired_loss(policy_logps, reference_logps, labels, z0, cfg)
 }

@@ -46,6 +46,7 @@ pub fn kto_batch_mean<D: Device<f32>, T: Tape<f32, D>>(
     labels: &[bool],
     cfg: &KtoConfig,
 ) -> Result<(Scalar<D, T>, BatchMeanMetrics), LossError> {
+    crate::checks::grading::reference("losses::kto_batch_mean");
     let (policy, reference) = unpaired_inputs(&policy_logps, reference_logps, labels, cfg)?;
     let n = labels.len();
 

@@ -50,6 +50,7 @@ pub fn dpo<D: Device<f32>, T: Tape<f32, D>>(
     reference_logps: &Batch<D>,
     beta: f32,
 ) -> Result<(Scalar<D, T>, DpoMetrics), LossError> {
+    crate::checks::grading::reference("losses::dpo");
     check_positive("beta", beta)?;
     let policy = host(&policy_logps);
     let reference = host(reference_logps);

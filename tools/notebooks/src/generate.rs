@@ -15,6 +15,11 @@ use crate::Error;
 pub const BEGIN: &str = "// BEGIN SOLUTION";
 /// The closing marker (after the line's indentation).
 pub const END: &str = "// END SOLUTION";
+/// Opens a region of hidden grading tests (in a check cell): the region, markers included, is
+/// left out of the student notebook; the grader runs it.
+pub const HIDDEN_BEGIN: &str = "// BEGIN HIDDEN TESTS";
+/// Closes a region of hidden grading tests.
+pub const HIDDEN_END: &str = "// END HIDDEN TESTS";
 /// The stub's message when the BEGIN marker has no text.
 pub const DEFAULT_TODO: &str = "your code here";
 
@@ -116,6 +121,38 @@ pub fn strip_solutions(source: &str) -> Result<String, MarkerError> {
     }
 }
 
+/// `source` without its hidden-test regions (`// BEGIN HIDDEN TESTS` … `// END HIDDEN TESTS`,
+/// markers included): what a student or a reader sees of a check cell.
+pub fn strip_hidden_tests(source: &str) -> Result<String, MarkerError> {
+    let mut out = String::with_capacity(source.len());
+    let mut open: Option<usize> = None;
+    for (i, line) in source.split_inclusive('\n').enumerate() {
+        let number = i + 1;
+        let trimmed = line.trim();
+        if trimmed == HIDDEN_BEGIN {
+            if let Some(outer) = open {
+                return Err(MarkerError::NestedBegin {
+                    line: number,
+                    outer,
+                });
+            }
+            open = Some(number);
+        } else if trimmed == HIDDEN_END {
+            if open.take().is_none() {
+                return Err(MarkerError::EndWithoutBegin { line: number });
+            }
+        } else if trimmed.starts_with("// BEGIN HIDDEN") || trimmed.starts_with("// END HIDDEN") {
+            return Err(MarkerError::MalformedMarker { line: number });
+        } else if open.is_none() {
+            out.push_str(line);
+        }
+    }
+    match open {
+        Some(line) => Err(MarkerError::UnmatchedBegin { line }),
+        None => Ok(out),
+    }
+}
+
 /// `text` as the inside of a `todo!("…")` literal: quotes and backslashes escaped, braces doubled
 /// (the literal is a format string).
 fn escape_format_literal(text: &str) -> String {
@@ -137,7 +174,9 @@ pub fn lab_notebook(solution: &Notebook, path: &Path) -> Result<Notebook, Error>
     let mut lab = solution.clone();
     for cell in solution.code_cells() {
         let source = cell.source();
-        let stripped = strip_solutions(&source).map_err(|e| e.in_cell(path, cell.at().clone()))?;
+        let stripped = strip_solutions(&source)
+            .and_then(|s| strip_hidden_tests(&s))
+            .map_err(|e| e.in_cell(path, cell.at().clone()))?;
         if stripped != source {
             lab.set_source(cell.at().index, &stripped);
         }
@@ -359,5 +398,23 @@ mod tests {
     fn markers_must_start_the_line() {
         let src = "let s = \"// BEGIN SOLUTION\"; // END SOLUTION\n";
         assert_eq!(strip_solutions(src).unwrap(), src);
+    }
+
+    #[test]
+    fn hidden_tests_are_left_out() {
+        let src = "check(f)\n// BEGIN HIDDEN TESTS\n.with_hidden(|| check(f))\n// END HIDDEN TESTS";
+        assert_eq!(strip_hidden_tests(src).unwrap(), "check(f)\n");
+        assert_eq!(
+            strip_hidden_tests("a\n// BEGIN HIDDEN TESTS\nb\n"),
+            Err(MarkerError::UnmatchedBegin { line: 2 })
+        );
+        assert_eq!(
+            strip_hidden_tests("a\n// END HIDDEN TESTS\n"),
+            Err(MarkerError::EndWithoutBegin { line: 2 })
+        );
+        assert_eq!(
+            strip_hidden_tests("// BEGIN HIDDEN TEST\n"),
+            Err(MarkerError::MalformedMarker { line: 1 })
+        );
     }
 }

@@ -5,16 +5,23 @@
 //!   every `// BEGIN SOLUTION[: text]` … `// END SOLUTION` region becomes `todo!("text")`.
 //! - [`run`]: executes a notebook's code cells headless with the `evcxr` engine (the one behind
 //!   the Jupyter kernel), capturing each cell's outputs, errors, panics and check results.
+//! - [`grade`], [`gradebook`]: the instructor's autograder: submissions → `gradebook.csv` and
+//!   per-student feedback, with check cells restored from the solutions and hidden tests.
+//! - [`book`]: the book's lab chapters (`book/src/labs/`) from executed solution notebooks.
 //! - [`normalize`]: turns a run into text stable across machines, for snapshot tests.
 //!
 //! A program that uses [`run`] must call [`evcxr::runtime_hook`] first thing in `main`: evcxr
 //! re-executes the current binary to run compiled cells.
 
+pub mod book;
 pub mod checks;
 pub mod generate;
+pub mod grade;
+pub mod gradebook;
 pub mod normalize;
 pub mod notebook;
 pub mod run;
+pub mod sandbox;
 
 use std::path::PathBuf;
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kto_lab_notebooks::generate::{self, Written};
 use kto_lab_notebooks::run::{workspace, CellRun, Runner, Workspace};
+use kto_lab_notebooks::{book, grade, gradebook};
 
 #[derive(Parser)]
 #[command(
@@ -55,9 +56,76 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         build_dir: Option<PathBuf>,
     },
+    /// Run the solution notebooks and write the book's lab chapters from them:
+    /// SRC/labs/<name>.md and its charts in SRC/labs/<name>/ (only files that changed).
+    Book {
+        /// The solution notebooks [default: every solutions/*.ipynb].
+        notebooks: Vec<PathBuf>,
+        /// The book's source folder.
+        #[arg(long, default_value = "book/src")]
+        src: PathBuf,
+        /// Write nothing; exit 1 naming every chapter file that is missing or out of date.
+        #[arg(long)]
+        check: bool,
+        /// The shared build folder [default: <cargo target dir>/evcxr-notebooks].
+        #[arg(long, value_name = "DIR")]
+        build_dir: Option<PathBuf>,
+    },
+    /// Grade a folder of student notebooks (SUBMISSIONS/<student>/…/<NN_lab>.ipynb) against
+    /// the solutions: writes OUT/gradebook.csv and OUT/feedback/<student>.md. Exit 0 unless
+    /// the grader itself failed.
+    Grade {
+        /// The submissions folder: one sub-folder per student.
+        submissions: PathBuf,
+        /// The pristine solution notebooks.
+        #[arg(long, default_value = "solutions")]
+        solutions: PathBuf,
+        /// Where the gradebook and the feedback files go.
+        #[arg(long, default_value = "grades")]
+        out: PathBuf,
+        /// Grade only this lab (file name or its start, e.g. 01); repeatable. A student
+        /// without it gets `not-submitted` rows.
+        #[arg(long = "lab", value_name = "LAB")]
+        labs: Vec<String>,
+        /// Submissions graded at a time.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Time limit of each cell, in seconds (the `:dep` cell excepted).
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Bytes of stdout and of stderr kept per cell.
+        #[arg(long, default_value_t = 1 << 20)]
+        output_cap: usize,
+        /// Seed of the hidden tests' inputs [default: drawn for this run].
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Folder of the per-job build folders [default: <cargo target dir>/evcxr-grade].
+        #[arg(long, value_name = "DIR")]
+        build_dir: Option<PathBuf>,
+    },
+    /// Grade one submission (what `grade` runs for each, in a process of its own).
+    #[command(hide = true)]
+    GradeOne {
+        solution: PathBuf,
+        submission: PathBuf,
+        #[arg(long)]
+        work: PathBuf,
+        #[arg(long)]
+        build_dir: PathBuf,
+        #[arg(long)]
+        timeout: f64,
+        #[arg(long)]
+        output_cap: usize,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        result: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
+    // In a grading kernel, writes are confined before any student code runs.
+    kto_lab_notebooks::sandbox::confine_if_grading();
     // evcxr re-executes this binary to run compiled cells: this must come first.
     evcxr::runtime_hook();
     let cli = Cli::parse();
@@ -114,7 +182,82 @@ fn run(command: Command) -> Result<ExitCode, String> {
             write_executed,
             build_dir,
         } => run_notebooks(&notebooks, timings, write_executed.as_deref(), build_dir),
+        Command::Book {
+            notebooks,
+            src,
+            check,
+            build_dir,
+        } => book_command(notebooks, src, check, build_dir),
+        Command::Grade {
+            submissions,
+            solutions,
+            out,
+            labs,
+            jobs,
+            timeout,
+            output_cap,
+            seed,
+            build_dir,
+        } => {
+            let ws = workspace();
+            let build_dir = build_dir
+                .or_else(|| ws.as_ref().map(|w| w.target_dir.join("evcxr-grade")))
+                .unwrap_or_else(|| PathBuf::from("target/evcxr-grade"));
+            let opts = gradebook::Options {
+                submissions,
+                solutions,
+                out: out.clone(),
+                labs,
+                jobs,
+                timeout: seconds(timeout)?,
+                output_cap,
+                seed,
+                build_dir,
+                seed_build: ws.as_ref().map(Workspace::build_dir),
+                progress: true,
+            };
+            let book = gradebook::grade(&opts).map_err(|e| e.to_string())?;
+            print!("{}", book.summary());
+            println!(
+                "wrote {} and {}",
+                out.join("gradebook.csv").display(),
+                out.join("feedback").display()
+            );
+            Ok(if book.grader_errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("the grader failed on {} submission(s)", book.grader_errors);
+                ExitCode::FAILURE
+            })
+        }
+        Command::GradeOne {
+            solution,
+            submission,
+            work,
+            build_dir,
+            timeout,
+            output_cap,
+            seed,
+            result,
+        } => {
+            let settings = grade::Settings {
+                timeout: seconds(timeout)?,
+                output_cap,
+                seed,
+            };
+            let g = grade::grade_notebook(&solution, &submission, &work, &build_dir, &settings)
+                .map_err(|e| e.to_string())?;
+            grade::write_grade(&result, &g).map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn seconds(s: f64) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("--timeout {s}: expected a positive number of seconds"))
 }
 
 fn run_notebooks(
@@ -179,6 +322,81 @@ fn run_notebooks(
             println!("wrote {}", out.display());
         }
         ok &= run.ok() && run.checks().failed == 0;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn book_command(
+    notebooks: Vec<PathBuf>,
+    src: PathBuf,
+    check: bool,
+    build_dir: Option<PathBuf>,
+) -> Result<ExitCode, String> {
+    let ws = workspace();
+    let notebooks = if notebooks.is_empty() {
+        generate::solution_paths(Path::new("solutions")).map_err(|e| e.to_string())?
+    } else {
+        notebooks
+    };
+    let opts = book::Options {
+        notebooks,
+        src: src.clone(),
+        check,
+        build_dir: build_dir
+            .or_else(|| ws.as_ref().map(Workspace::build_dir))
+            .unwrap_or_else(|| PathBuf::from("target/evcxr-notebooks")),
+        root: ws
+            .as_ref()
+            .map_or_else(|| PathBuf::from("."), |w| w.root.clone()),
+        lockfile: ws.as_ref().map(|w| w.root.join("Cargo.lock")),
+    };
+    let mut ok = true;
+    let outcomes = book::build(&opts, |o| {
+        println!("{}", o.summary);
+        match &o.result {
+            Ok(drift) if drift.is_empty() => println!("  up to date"),
+            Ok(drift) => {
+                for d in drift {
+                    let path = src.join(d.path());
+                    let what = match (d, check) {
+                        (book::Drift::Missing(_), true) => "missing",
+                        (book::Drift::OutOfDate(_), true) => "out of date",
+                        (book::Drift::Extra(_), true) => "no longer generated",
+                        (book::Drift::Missing(_), false) => "created",
+                        (book::Drift::OutOfDate(_), false) => "updated",
+                        (book::Drift::Extra(_), false) => "removed",
+                    };
+                    if check {
+                        eprintln!("  {}: {what}", path.display());
+                    } else {
+                        println!("  {what}: {}", path.display());
+                    }
+                }
+                ok &= !check;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ok = false;
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let stems: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.chapter.as_ref().map(|c| c.stem.clone()))
+        .collect();
+    let summary_path = src.join("SUMMARY.md");
+    let summary = std::fs::read_to_string(&summary_path).unwrap_or_default();
+    for link in book::missing_from_summary(&summary, &stems) {
+        eprintln!("error: {}: no link to {link}", summary_path.display());
+        ok = false;
+    }
+    if check && !ok {
+        eprintln!("run `cargo run --bin kto-lab-notebooks -- book` and commit book/src");
     }
     Ok(if ok {
         ExitCode::SUCCESS

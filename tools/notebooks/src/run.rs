@@ -79,12 +79,149 @@ pub struct CellRun {
     pub phases: Vec<(String, Duration)>,
     /// The check results the cell showed.
     pub checks: CheckCounts,
+    /// Whether the cell ran past its time limit (the kernel's process was killed).
+    pub timed_out: bool,
+    /// Whether the kernel's process ended while the cell ran (killed, or `std::process::exit`);
+    /// evcxr restarts it, and every variable is gone.
+    pub terminated: bool,
+    /// Whether stdout or stderr went over the output cap (the rest was dropped).
+    pub truncated: bool,
+    /// Lines starting with [`GRADE_LINE_PREFIX`], kept apart from stdout (only the grader's check
+    /// cells print them).
+    pub grade_lines: Vec<String>,
 }
 
 impl CellRun {
     /// Whether the cell compiled, ran, and did not panic.
     pub fn ok(&self) -> bool {
         self.error.is_none() && !self.panicked
+    }
+}
+
+/// The start of a grade line (`kto_lab::checks::grading::GRADE_LINE` and a space).
+pub const GRADE_LINE_PREFIX: &str = "KTO_LAB_GRADE ";
+
+/// Limits on one cell's run.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall time after which the kernel's process is killed (`None`: no limit).
+    pub timeout: Option<Duration>,
+    /// Bytes kept of each of stdout and stderr.
+    pub output_cap: usize,
+}
+
+impl Default for Limits {
+    /// No time limit, 16 MiB of each stream.
+    fn default() -> Self {
+        Limits {
+            timeout: None,
+            output_cap: 16 << 20,
+        }
+    }
+}
+
+/// One evcxr context (a kernel) with its outputs captured.
+pub struct Kernel {
+    ctx: evcxr::CommandContext,
+    capture: Capture,
+    process: Arc<Mutex<std::process::Child>>,
+    /// Time to start it (a first tiny compile).
+    pub startup: Duration,
+}
+
+impl Kernel {
+    /// Starts a kernel in the current directory; `path` names the notebook in errors.
+    pub fn start(path: &Path) -> Result<Kernel, RunError> {
+        let started = Instant::now();
+        let (eval, outputs) = evcxr::EvalContext::new().map_err(|e| RunError::Start {
+            path: path.to_owned(),
+            message: e.to_string().trim().replace('\n', " | "),
+        })?;
+        let ctx = evcxr::CommandContext::with_eval_context(eval);
+        let process = ctx.process_handle();
+        Ok(Kernel {
+            ctx,
+            capture: Capture::start(outputs),
+            process,
+            startup: started.elapsed(),
+        })
+    }
+
+    /// Runs `source` as the cell `at`, within `limits`.
+    pub fn execute(&mut self, at: &CellRef, source: &str, limits: Limits) -> CellRun {
+        self.capture.set_cap(limits.output_cap);
+        let t = Instant::now();
+        let watchdog = limits
+            .timeout
+            .map(|limit| Watchdog::arm(limit, &self.process));
+        let result = if source.trim().is_empty() {
+            Ok(evcxr::EvalOutputs::new())
+        } else {
+            self.ctx.execute(source)
+        };
+        let timed_out = watchdog.is_some_and(Watchdog::disarm);
+        let duration = t.elapsed();
+        let taken = self.capture.settle_and_take();
+        let terminated = matches!(result, Err(evcxr::Error::SubprocessTerminated(_)));
+        let (outputs, phases, error) = match result {
+            Ok(out) => (
+                out.content_by_mime_type.into_iter().collect(),
+                out.phases
+                    .iter()
+                    .map(|p| (p.name.clone(), p.duration))
+                    .collect(),
+                None,
+            ),
+            Err(e) => (BTreeMap::new(), Vec::new(), Some(render_error(&e))),
+        };
+        let mut checks = CheckCounts::in_text(&taken.stdout);
+        if let Some(text) = outputs.get("text/plain") {
+            checks += CheckCounts::in_text(text);
+        }
+        CellRun {
+            at: at.clone(),
+            panicked: has_panic(&taken.stderr),
+            source: source.to_owned(),
+            outputs,
+            stdout: taken.stdout,
+            stderr: taken.stderr,
+            error,
+            duration,
+            phases,
+            checks,
+            timed_out,
+            terminated,
+            truncated: taken.truncated,
+            grade_lines: taken.grade_lines,
+        }
+    }
+}
+
+/// Kills the kernel's process if a cell runs past its limit.
+struct Watchdog {
+    done: std::sync::mpsc::Sender<()>,
+    fired: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    fn arm(limit: Duration, process: &Arc<Mutex<std::process::Child>>) -> Watchdog {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let process = Arc::clone(process);
+        let fired = std::thread::spawn(move || match wait.recv_timeout(limit) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let mut child = process.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = child.kill();
+                true
+            }
+            _ => false,
+        });
+        Watchdog { done, fired }
+    }
+
+    /// Stops the watch; whether it had fired.
+    fn disarm(self) -> bool {
+        let _ = self.done.send(());
+        self.fired.join().unwrap_or(false)
     }
 }
 
@@ -328,53 +465,13 @@ impl Runner {
         };
         let _cwd = CwdGuard::enter(&folder)?;
         let started = Instant::now();
-        let (eval, outputs) = evcxr::EvalContext::new().map_err(|e| RunError::Start {
-            path: path.to_owned(),
-            message: e.to_string().trim().replace('\n', " | "),
-        })?;
-        let mut ctx = evcxr::CommandContext::with_eval_context(eval);
-        let capture = Capture::start(outputs);
-        let startup = started.elapsed();
+        let mut kernel = Kernel::start(path)?;
+        let startup = kernel.startup;
 
         let code_cells = notebook.code_cells();
         let mut cells = Vec::new();
         for cell in &code_cells {
-            let source = cell.source();
-            let t = Instant::now();
-            let result = if source.trim().is_empty() {
-                Ok(evcxr::EvalOutputs::new())
-            } else {
-                ctx.execute(&source)
-            };
-            let duration = t.elapsed();
-            let (stdout, stderr) = capture.settle_and_take();
-            let (outputs, phases, error) = match result {
-                Ok(out) => (
-                    out.content_by_mime_type.into_iter().collect(),
-                    out.phases
-                        .iter()
-                        .map(|p| (p.name.clone(), p.duration))
-                        .collect(),
-                    None,
-                ),
-                Err(e) => (BTreeMap::new(), Vec::new(), Some(render_error(&e))),
-            };
-            let mut checks = CheckCounts::in_text(&stdout);
-            if let Some(text) = outputs.get("text/plain") {
-                checks += CheckCounts::in_text(text);
-            }
-            let run = CellRun {
-                at: cell.at().clone(),
-                panicked: has_panic(&stderr),
-                source,
-                outputs,
-                stdout,
-                stderr,
-                error,
-                duration,
-                phases,
-                checks,
-            };
+            let run = kernel.execute(cell.at(), &cell.source(), Limits::default());
             on_cell(&run);
             let stop = run.error.is_some();
             cells.push(run);
@@ -382,7 +479,7 @@ impl Runner {
                 break;
             }
         }
-        drop(ctx);
+        drop(kernel);
         Ok(NotebookRun {
             path: path.to_owned(),
             code_cells: code_cells.len(),
@@ -470,16 +567,40 @@ impl Drop for CwdGuard {
     }
 }
 
+/// What a cell printed.
+struct Taken {
+    stdout: String,
+    stderr: String,
+    grade_lines: Vec<String>,
+    truncated: bool,
+}
+
+#[derive(Default)]
+struct Buffers {
+    stdout: String,
+    stderr: String,
+    grade_lines: Vec<String>,
+    truncated: bool,
+    cap: usize,
+}
+
+/// At most this many grade lines are kept per cell (a real check cell prints one).
+const MAX_GRADE_LINES: usize = 16;
+
 /// Collects the child process's stdout and stderr lines as they come (evcxr waits until stdout
-/// is consumed before it returns from a cell, so someone must read it meanwhile).
+/// is consumed before it returns from a cell, so someone must read it meanwhile), keeping at most
+/// the cap of each.
 struct Capture {
-    buffers: Arc<Mutex<(String, String)>>,
+    buffers: Arc<Mutex<Buffers>>,
     activity: Arc<AtomicU64>,
 }
 
 impl Capture {
     fn start(outputs: evcxr::EvalContextOutputs) -> Capture {
-        let buffers = Arc::new(Mutex::new((String::new(), String::new())));
+        let buffers = Arc::new(Mutex::new(Buffers {
+            cap: Limits::default().output_cap,
+            ..Buffers::default()
+        }));
         let activity = Arc::new(AtomicU64::new(0));
         for (channel, is_stderr) in [(outputs.stdout, false), (outputs.stderr, true)] {
             let buffers = Arc::clone(&buffers);
@@ -487,9 +608,26 @@ impl Capture {
             std::thread::spawn(move || {
                 while let Ok(line) = channel.recv() {
                     let mut b = buffers.lock().unwrap_or_else(|e| e.into_inner());
-                    let buf = if is_stderr { &mut b.1 } else { &mut b.0 };
-                    buf.push_str(&line);
-                    buf.push('\n');
+                    if !is_stderr && line.starts_with(GRADE_LINE_PREFIX) {
+                        if b.grade_lines.len() < MAX_GRADE_LINES {
+                            b.grade_lines.push(line);
+                        } else {
+                            b.truncated = true;
+                        }
+                    } else {
+                        let cap = b.cap;
+                        let buf = if is_stderr {
+                            &mut b.stderr
+                        } else {
+                            &mut b.stdout
+                        };
+                        if buf.len() + line.len() < cap {
+                            buf.push_str(&line);
+                            buf.push('\n');
+                        } else {
+                            b.truncated = true;
+                        }
+                    }
                     activity.fetch_add(1, Ordering::SeqCst);
                 }
             });
@@ -497,9 +635,13 @@ impl Capture {
         Capture { buffers, activity }
     }
 
+    fn set_cap(&self, cap: usize) {
+        self.buffers.lock().unwrap_or_else(|e| e.into_inner()).cap = cap;
+    }
+
     /// Waits until no line has arrived for a moment (stderr comes on its own thread, possibly
     /// after the cell returned), then takes what was printed.
-    fn settle_and_take(&self) -> (String, String) {
+    fn settle_and_take(&self) -> Taken {
         const QUIET: Duration = Duration::from_millis(40);
         const MAX: Duration = Duration::from_secs(2);
         let start = Instant::now();
@@ -513,7 +655,12 @@ impl Capture {
             seen = now;
         }
         let mut b = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        (std::mem::take(&mut b.0), std::mem::take(&mut b.1))
+        Taken {
+            stdout: std::mem::take(&mut b.stdout),
+            stderr: std::mem::take(&mut b.stderr),
+            grade_lines: std::mem::take(&mut b.grade_lines),
+            truncated: std::mem::replace(&mut b.truncated, false),
+        }
     }
 }
 

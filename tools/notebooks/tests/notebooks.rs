@@ -5,10 +5,15 @@
 //!   panic, every check `✅ passed`, outputs equal to the snapshot
 //!   `tests/snapshots/notebooks__solution_<name>.snap` (normalized: see
 //!   `kto_lab_notebooks::normalize`);
+//! - the book's chapter of each `solutions/*.ipynb` (`book/src/labs/<name>.md`, its charts):
+//!   what `kto-lab-notebooks book` makes of the same run (`KTO_LAB_BOOK_UPDATE=1` rewrites it);
 //! - every `labs/*.ipynb`: runs to the end with no compile error and no panic, and every check
 //!   reports `⏳ not done yet`, as many as its solution has;
 //! - the runner itself on `tests/data/runner/errors.ipynb`: a panic is detected and the run goes
 //!   on, a compile error stops it.
+//!
+//! - the grader (`kto-lab-notebooks grade`) on a fixture class of lab 1 notebooks
+//!   (`grade_class`): the exact gradebook as the snapshot `notebooks__grade_class.snap`.
 //!
 //! Arguments as libtest takes them: `--list`, `--ignored` (nothing is ignored, so nothing runs),
 //! and filters: with a filter, only notebooks whose path contains it run (`notebooks` runs all).
@@ -18,10 +23,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use kto_lab_notebooks::book;
 use kto_lab_notebooks::generate::solution_paths;
 use kto_lab_notebooks::normalize::Normalizer;
 use kto_lab_notebooks::run::{workspace, NotebookRun, Runner};
 use kto_lab_notebooks::Notebook;
+
+mod grade_class;
 
 fn main() -> ExitCode {
     evcxr::runtime_hook();
@@ -116,7 +124,11 @@ fn run_all(filters: &[String]) -> Result<(), Vec<String>> {
         .into_iter()
         .filter(|(solution, lab)| selected(filters, solution) || selected(filters, lab))
         .collect();
-    if !run_errors && pairs.is_empty() {
+    let run_grader = filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| "notebooks".contains(f.as_str()) || "grade_class".contains(f.as_str()));
+    if !run_errors && pairs.is_empty() && !run_grader {
         return Ok(());
     }
     // Paths in messages and snapshots are relative to the repository root.
@@ -141,6 +153,7 @@ fn run_all(filters: &[String]) -> Result<(), Vec<String>> {
         let expected_checks = match run_one(&mut runner, &solution) {
             Ok(run) => {
                 check_solution(&run, &normalizer, &mut failures);
+                check_book_chapter(&run, &normalizer, &root, &mut failures);
                 if solution.starts_with("tools/notebooks/tests/data") {
                     check_write_executed(&run, &mut failures);
                 }
@@ -163,11 +176,85 @@ fn run_all(filters: &[String]) -> Result<(), Vec<String>> {
             Err(e) => failures.push(e),
         }
     }
+    drop(runner);
+    if run_grader {
+        grade_fixture_class(&root, &ws, &mut failures);
+    }
     if failures.is_empty() {
         Ok(())
     } else {
         Err(failures)
     }
+}
+
+/// Grades the fixture class with the real binary, as an instructor would, and compares the
+/// gradebook with its snapshot. The feedback files must exist for every student and nothing in
+/// the submissions may change.
+fn grade_fixture_class(
+    root: &Path,
+    ws: &kto_lab_notebooks::run::Workspace,
+    failures: &mut Vec<String>,
+) {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let class = tmp.path().join("submitted");
+    let students = grade_class::write(root, &class);
+    let before = folder_bytes(&class);
+    let out = tmp.path().join("grades");
+    println!(
+        "the grader on a class of {} lab 1 notebooks:",
+        students.len()
+    );
+    let t = std::time::Instant::now();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_kto-lab-notebooks"))
+        .current_dir(root)
+        .arg("grade")
+        .arg(&class)
+        .args(["--lab", "01", "--timeout", "45", "--jobs", "2", "--out"])
+        .arg(&out)
+        .arg("--build-dir")
+        .arg(ws.target_dir.join("evcxr-grade"))
+        .status();
+    println!("graded in {:.1} s", t.elapsed().as_secs_f64());
+    match status {
+        Ok(s) if s.success() => {}
+        other => {
+            failures.push(format!("kto-lab-notebooks grade failed: {other:?}"));
+            return;
+        }
+    }
+    if class.join("escaped.txt").exists() {
+        failures.push("a submission wrote outside its folder while graded".into());
+    }
+    if folder_bytes(&class) != before {
+        failures.push("grading changed a file in the submissions folder".into());
+    }
+    for s in &students {
+        if !out.join("feedback").join(format!("{s}.md")).is_file() {
+            failures.push(format!("no feedback file for {s}"));
+        }
+    }
+    match std::fs::read_to_string(out.join("gradebook.csv")) {
+        Ok(csv) => snapshot("grade_class", csv, &out.join("gradebook.csv"), failures),
+        Err(e) => failures.push(format!("gradebook.csv: {e}")),
+    }
+}
+
+/// Every file under `dir` with its contents, sorted.
+fn folder_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 fn run_one(runner: &mut Runner, path: &Path) -> Result<NotebookRun, String> {
@@ -233,6 +320,48 @@ fn check_solution(run: &NotebookRun, normalizer: &Normalizer, failures: &mut Vec
         &run.path,
         failures,
     );
+}
+
+/// The book's chapter of a solution notebook (`book/src/labs/<name>.md` and its charts) is what
+/// `kto-lab-notebooks book` makes of this same run; with `KTO_LAB_BOOK_UPDATE=1` it is rewritten
+/// instead (never in CI).
+fn check_book_chapter(
+    run: &NotebookRun,
+    normalizer: &Normalizer,
+    root: &Path,
+    failures: &mut Vec<String>,
+) {
+    if !run.path.starts_with("solutions") {
+        return;
+    }
+    let src = root.join("book/src");
+    let chapter = match book::chapter(run, normalizer) {
+        Ok(c) => c,
+        Err(e) => return failures.push(e.to_string()),
+    };
+    let update = std::env::var_os("KTO_LAB_BOOK_UPDATE").is_some_and(|v| v == "1");
+    let drift = if update {
+        book::write(&chapter, &src, normalizer)
+    } else {
+        book::compare(&chapter, &src, normalizer)
+    };
+    match drift {
+        Ok(drift) if update => {
+            for d in drift {
+                println!("book: rewrote book/src/{}", d.path().display());
+            }
+        }
+        Ok(drift) => {
+            for d in drift {
+                failures.push(format!(
+                    "book/src/{d} (from {}): run `cargo run --bin kto-lab-notebooks -- book` \
+                     (or `KTO_LAB_BOOK_UPDATE=1 cargo test --test notebooks`) and commit book/src",
+                    run.path.display()
+                ));
+            }
+        }
+        Err(e) => failures.push(e.to_string()),
+    }
 }
 
 fn check_lab(run: &NotebookRun, solution_checks: usize, failures: &mut Vec<String>) {
