@@ -501,7 +501,9 @@ fn run_plan(
     Ok((seen, notes))
 }
 
-fn all_exercises(exercises: &[Exercise], status: Status, reason: &str) -> NotebookGrade {
+/// Every exercise of a notebook with the same status and reason, 0 points (a notebook that could
+/// not be graded, or was not submitted).
+pub fn all_exercises(exercises: &[Exercise], status: Status, reason: &str) -> NotebookGrade {
     NotebookGrade {
         exercises: exercises
             .iter()

@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::generate::solution_paths;
-use crate::grade::{exercises, ExerciseGrade, NotebookGrade, Status};
+use crate::grade::{all_exercises, exercises, NotebookGrade, Status};
 use crate::notebook::{write_atomic, Notebook};
 
 /// What `grade` needs to know.
@@ -184,7 +184,7 @@ pub fn grade(opts: &Options) -> Result<Gradebook, crate::Error> {
                 None => rows.push(Row {
                     student: student.clone(),
                     lab: lab.clone(),
-                    grade: placeholder(ex, Status::NotSubmitted, "no notebook for this lab"),
+                    grade: all_exercises(ex, Status::NotSubmitted, "no notebook for this lab"),
                 }),
             }
         }
@@ -214,25 +214,6 @@ pub fn grade(opts: &Options) -> Result<Gradebook, crate::Error> {
     }
     let _ = fs::remove_dir_all(&work);
     Ok(book)
-}
-
-fn placeholder(ex: &[crate::grade::Exercise], status: Status, reason: &str) -> NotebookGrade {
-    NotebookGrade {
-        exercises: ex
-            .iter()
-            .map(|e| ExerciseGrade {
-                id: e.id.clone(),
-                title: String::new(),
-                points: 0.0,
-                max: e.points,
-                status,
-                reason: reason.to_owned(),
-                cases: Vec::new(),
-                hint: String::new(),
-            })
-            .collect(),
-        notes: Vec::new(),
-    }
 }
 
 /// Copies `from/target` (and its `Cargo.lock`) into `to`, unless `to` has a build already.
@@ -346,7 +327,7 @@ fn run_jobs(
                         .and_then(|t| t.lines().last().map(str::to_owned))
                         .unwrap_or_default();
                     eprintln!("grader error on {}: {last}", job.submission.display());
-                    placeholder(
+                    all_exercises(
                         &lab_exercises[&job.lab].1,
                         Status::GraderError,
                         &format!("the grader failed: {last}"),
