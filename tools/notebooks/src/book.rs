@@ -327,7 +327,10 @@ fn outputs(
     if let Some(svg) = o.get("image/svg+xml") {
         let title = svg_title(svg).unwrap_or_else(|| "chart".to_owned());
         blocks.push(image("svg", svg.as_bytes().to_vec(), title, assets));
-    } else if let Some(png) = o.get("image/png").and_then(|b| decode_base64(b)) {
+    } else if let Some(png) = o
+        .get("image/png")
+        .and_then(|b| crate::normalize::decode_base64(b))
+    {
         blocks.push(image("png", png, "chart".to_owned(), assets));
     } else if let Some(md) = o.get("text/markdown") {
         blocks.push(normalizer.text(md.trim()));
@@ -385,30 +388,6 @@ fn alt_text(text: &str) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn decode_base64(b64: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in b64.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' | b'\n' | b'\r' | b' ' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 /// How a file of the book compares with what the generator makes.

@@ -211,7 +211,7 @@ fn svg_summary(svg: &str) -> String {
 /// A base64 PNG as `<png W×H>`, from the IHDR chunk.
 fn png_summary(b64: &str) -> String {
     // Signature (8) + length (4) + "IHDR" (4) + width (4) + height (4) = 24 bytes = 32 base64.
-    let bytes = decode_base64_prefix(b64, 24);
+    let bytes = decode_base64(b64.get(..32).unwrap_or(b64)).unwrap_or_default();
     if bytes.len() >= 24 && &bytes[12..16] == b"IHDR" {
         let w = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
         let h = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
@@ -221,30 +221,29 @@ fn png_summary(b64: &str) -> String {
     }
 }
 
-fn decode_base64_prefix(b64: &str, n: usize) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
+/// Standard base64 (whitespace and `=` skipped); `None` on any other character.
+pub fn decode_base64(b64: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let (mut acc, mut bits) = (0u32, 0);
-    for v in b64.bytes().map_while(value) {
+    for c in b64.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b'\n' | b'\r' | b' ' => continue,
+            _ => return None,
+        };
         acc = (acc << 6) | u32::from(v);
         bits += 6;
         if bits >= 8 {
             bits -= 8;
             out.push((acc >> bits) as u8);
             acc &= (1 << bits) - 1;
-            if out.len() == n {
-                break;
-            }
         }
     }
-    out
+    Some(out)
 }
 
 /// A decimal rounded to 4 significant digits, `-0` as `0`.
