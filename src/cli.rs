@@ -98,7 +98,7 @@ struct TrainArgs {
     /// KTO's β.
     #[arg(long)]
     beta: Option<f32>,
-    /// KTO's λD (raised automatically per Eq. 8 when thumbs up are scarce).
+    /// KTO's λD (raised automatically per the paper's imbalance rule when thumbs up are scarce).
     #[arg(long)]
     desirable_weight: Option<f32>,
     /// KTO's λU.
@@ -213,6 +213,10 @@ struct AddArgs {
     /// Extra JSON object stored with the record (e.g. '{"user":"ana"}'); not exported.
     #[arg(long)]
     metadata: Option<String>,
+    /// Flush the record to the disk before reporting it recorded, so that it survives a power
+    /// loss too (without it, it survives the process crashing).
+    #[arg(long)]
+    fsync: bool,
 }
 
 /// Runs the parsed command.
@@ -293,13 +297,13 @@ fn run_feedback(cmd: FeedbackCommand, out: &mut impl Write) -> Result<()> {
                 };
                 record = record.with_metadata(map);
             }
-            let store = FeedbackStore::new(&a.file);
+            let store = FeedbackStore::new(&a.file).with_fsync(a.fsync);
             let appended = store.append(&record)?;
             if let Some(repair) = appended.repaired {
                 eprintln!(
-                    "warning: {}:{}: a torn last line ({} bytes) was moved to {} before appending",
+                    "warning: {}: a torn last line (byte {}, {} bytes) was moved to {} before appending",
                     a.file.display(),
-                    repair.line,
+                    repair.offset,
                     repair.bytes,
                     repair.sidecar.display()
                 );
@@ -307,9 +311,9 @@ fn run_feedback(cmd: FeedbackCommand, out: &mut impl Write) -> Result<()> {
             let thumb = if record.label { "up" } else { "down" };
             writeln!(
                 out,
-                "{}:{}: thumbs {thumb} recorded",
+                "{}: thumbs {thumb} recorded (at byte {})",
                 a.file.display(),
-                appended.line
+                appended.offset
             )?;
             Ok(())
         }
@@ -319,7 +323,7 @@ fn run_feedback(cmd: FeedbackCommand, out: &mut impl Write) -> Result<()> {
             undesirable_weight,
             json,
         } => {
-            let loaded = FeedbackStore::new(&file).load()?;
+            let loaded = FeedbackStore::new(&file).load_existing()?;
             warn_torn(&file, loaded.torn_tail.as_ref());
             let stats = feedback::Stats::of(&loaded.records);
             // One-class or empty data has no ratio to check: say why instead of failing.

@@ -170,7 +170,7 @@ fn margin(d: f64, label: Label, beta: f64) -> f64 {
     }
 }
 
-/// KTO's value of an example (paper, Eq. 6): `λD·σ(β·d)` for thumbs up, `λU·σ(−β·d)` for
+/// KTO's value of an example (the paper's value function): `λD·σ(β·d)` for thumbs up, `λU·σ(−β·d)` for
 /// thumbs down, with `d = r − z0` and `weight` the λ of that label.
 ///
 /// It lives in `(0, weight)`: like a person's value function it flattens out at both ends,
@@ -180,7 +180,7 @@ pub fn kto_value(d: f64, label: Label, beta: f64, weight: f64) -> f64 {
     weight * sigmoid(margin(d, label, beta))
 }
 
-/// KTO's loss of an example (paper, Eq. 7): `λ − v`, i.e. `λD·(1 − σ(β·d))` for thumbs up and
+/// KTO's loss of an example (the paper's loss): `λ − v`, i.e. `λD·(1 − σ(β·d))` for thumbs up and
 /// `λU·(1 − σ(−β·d))` for thumbs down.
 ///
 /// Bounded by `weight`: it *saturates*. This is what TRL computes. We evaluate it as

@@ -115,7 +115,7 @@ fn feedback_add_stats_export_and_never_overwrite() {
         "--up",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), format!("{f}:1: thumbs up recorded\n"));
+    assert_eq!(stdout(&o), format!("{f}: thumbs up recorded (at byte 0)\n"));
     let o = kto_lab(&[
         "feedback",
         "add",
@@ -391,5 +391,56 @@ fn bench_times_both_steps_and_says_when_torch_is_missing() {
     assert_one_line_error(
         &o,
         "`batch` = 1 is invalid: at least 2 (KTO's mismatched pairs)",
+    );
+}
+
+/// A write that fails part-way (here: past the file-size limit, `ulimit -f`, the way a full disk
+/// fails a write) leaves the file exactly as it was, and the command fails naming it.
+#[test]
+#[cfg(unix)]
+fn a_failed_append_cuts_the_partial_line_back_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fb.jsonl");
+    let before = "{\"prompt\":\"p\",\"completion\":\"c\",\"label\":true}\n";
+    std::fs::write(&file, before).unwrap();
+    let long = "z".repeat(4000);
+    // sh's `ulimit -f` counts 512-byte blocks (dash) or KiB (bash): 1 block is below 4000
+    // bytes either way. SIGXFSZ ignored, so the write returns an error instead of killing.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_kto-lab"))
+        .args(["feedback", "add"])
+        .arg(&file)
+        .args(["--prompt", "q", "--completion", &long, "--down"])
+        .output()
+        .expect("sh runs");
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with(&format!("error: {}: ", file.display())),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+}
+
+#[test]
+fn feedback_stats_of_a_missing_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("missing.jsonl");
+    assert_one_line_error(
+        &kto_lab(&["feedback", "stats", file.to_str().unwrap()]),
+        &format!("{}: no such file", file.display()),
+    );
+}
+
+#[test]
+fn feedback_add_refuses_a_device() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    assert_one_line_error(
+        &kto_lab(&["feedback", "add", "/dev/full", "--prompt", "p", "--completion", "c", "--up"]),
+        "/dev/full: not a regular file (a directory, a device or a FIFO); a feedback store is a regular file",
     );
 }

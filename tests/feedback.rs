@@ -53,10 +53,12 @@ fn append_then_load_round_trips() {
             .with_metadata(meta(json!({"user_id": "demo", "nested": {"a": [1, 2]}}))),
         Record::new("Say \"hi\"\nplease", "hi \u{1F44B}", true),
     ];
-    for (i, r) in records.iter().enumerate() {
+    let mut offset = 0;
+    for r in &records {
         let appended = store.append(r).unwrap();
-        assert_eq!(appended.line, i + 1);
+        assert_eq!(appended.offset, offset);
         assert_eq!(appended.repaired, None);
+        offset += r.to_store_line().len() as u64 + 1;
     }
     let loaded = store.load().unwrap();
     assert_eq!(loaded.records, records);
@@ -289,7 +291,10 @@ fn io_errors_name_the_path() {
     // A directory where the store's file should be.
     let store = FeedbackStore::new(dir.path());
     let err = store.append(&Record::desirable("a", "b")).unwrap_err();
-    assert!(matches!(err, FeedbackError::Io { .. }));
+    assert!(
+        matches!(err, FeedbackError::NotARegularFile { .. }),
+        "{err}"
+    );
     assert!(err
         .to_string()
         .starts_with(&dir.path().display().to_string()));
@@ -353,7 +358,8 @@ fn a_complete_last_line_without_newline_is_kept() {
     assert_eq!((loaded.records.len(), loaded.torn_tail), (2, None));
     // Appending finishes that line instead of moving it aside.
     let appended = store.append(&Record::undesirable("a", "b")).unwrap();
-    assert_eq!(appended.line, 3);
+    // After the two lines and the newline that finishes the second.
+    assert_eq!(appended.offset, 2 * GOOD.len() as u64 + 2);
     assert_eq!(appended.repaired, None);
     let text = fs::read_to_string(&path).unwrap();
     assert_eq!(
@@ -375,10 +381,10 @@ fn append_after_a_torn_tail_saves_the_fragment_and_starts_a_new_line() {
     let record = Record::desirable("What is 2 + 2?", "4");
     let appended = store.append(&record).unwrap();
 
-    // The record takes the torn line's number, on a line of its own.
-    assert_eq!(appended.line, 2);
+    // The record takes the torn line's place, on a line of its own.
+    assert_eq!(appended.offset, GOOD.len() as u64 + 1);
     let repair = appended.repaired.expect("the torn tail is reported");
-    assert_eq!(repair.line, 2);
+    assert_eq!(repair.offset, GOOD.len() as u64 + 1);
     assert_eq!(repair.bytes, fragment.len());
     let sidecar_name = repair.sidecar.file_name().unwrap().to_string_lossy();
     assert!(
@@ -429,7 +435,7 @@ fn concurrent_appends_from_many_handles_keep_every_line_whole() {
                     let completion = format!("thread {t} record {i} {}", "x".repeat(2000));
                     let r = Record::new(format!("prompt {t}/{i}"), completion, i % 3 != 0)
                         .with_metadata(meta(json!({"thread": t, "i": i})));
-                    lines.push(store.append(&r).expect("append").line);
+                    lines.push(store.append(&r).expect("append").offset);
                 }
                 lines
             })
@@ -438,10 +444,10 @@ fn concurrent_appends_from_many_handles_keep_every_line_whole() {
     let mut numbers = BTreeSet::new();
     for h in handles {
         for n in h.join().expect("thread") {
-            assert!(numbers.insert(n), "line {n} reported twice");
+            assert!(numbers.insert(n), "offset {n} reported twice");
         }
     }
-    assert_eq!(numbers, (1..=THREADS * PER_THREAD).collect());
+    assert_eq!(numbers.len(), THREADS * PER_THREAD);
 
     let loaded = FeedbackStore::new(path.as_path()).load().unwrap();
     assert_eq!(loaded.torn_tail, None);
@@ -455,9 +461,86 @@ fn concurrent_appends_from_many_handles_keep_every_line_whole() {
         })
         .collect();
     assert_eq!(seen.len(), THREADS * PER_THREAD);
-    // Each thread's records appear in the order it wrote them, at the lines it was told.
+    // Every line is whole, and every offset an append reported is where a line starts.
     let text = fs::read_to_string(path.as_path()).unwrap();
     assert_eq!(text.lines().count(), THREADS * PER_THREAD);
+    let starts: BTreeSet<u64> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i as u64 + 1))
+        .collect();
+    assert!(numbers.is_subset(&starts));
+}
+
+#[test]
+fn an_append_reads_only_the_end_of_the_file() {
+    // A 4 MiB first line and then a torn tail: the repair finds the tail from the end and
+    // leaves the big line as it was.
+    let dir = tmp();
+    let big = format!(
+        r#"{{"prompt": "p", "completion": "{}", "label": true}}"#,
+        "y".repeat(4 << 20)
+    );
+    let path = write(&dir, "big.jsonl", &format!("{big}\n{{\"prom"));
+    let appended = FeedbackStore::new(&path)
+        .append(&Record::desirable("a", "b"))
+        .unwrap();
+    assert_eq!(appended.offset, big.len() as u64 + 1);
+    assert_eq!(appended.repaired.unwrap().bytes, 6);
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with(&big) && text.ends_with("\"label\":true}\n"));
+    assert_eq!(FeedbackStore::new(&path).load().unwrap().records.len(), 2);
+}
+
+#[test]
+fn a_store_must_be_a_regular_file() {
+    let dir = tmp();
+    let record = Record::desirable("a", "b");
+    // A directory, and (on Linux) a device that would otherwise swallow writes or never end.
+    let mut paths = vec![dir.path().to_path_buf()];
+    for device in ["/dev/full", "/dev/zero", "/dev/null"] {
+        if std::path::Path::new(device).exists() {
+            paths.push(device.into());
+        }
+    }
+    for p in paths {
+        let store = FeedbackStore::new(&p);
+        for err in [
+            store.append(&record).unwrap_err(),
+            store.load().unwrap_err(),
+            store.stats().unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, FeedbackError::NotARegularFile { .. }),
+                "{}: {err}",
+                p.display()
+            );
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{}: not a regular file (a directory, a device or a FIFO); a feedback store is a regular file",
+                    p.display()
+                )
+            );
+        }
+    }
+}
+
+#[test]
+fn stats_and_export_of_a_missing_file_name_it() {
+    let dir = tmp();
+    let path = dir.path().join("typo.jsonl");
+    let store = FeedbackStore::new(&path);
+    let want = format!("{}: no such file", path.display());
+    assert_eq!(store.stats().unwrap_err().to_string(), want);
+    assert_eq!(
+        store
+            .export(dir.path().join("out.jsonl"))
+            .unwrap_err()
+            .to_string(),
+        want
+    );
+    assert!(!path.exists() && !dir.path().join("out.jsonl").exists());
+    // load is unchanged: a store nothing has been appended to yet is empty.
+    assert!(store.load().unwrap().records.is_empty());
 }
 
 /// Helper for the next test: does nothing unless started by it as a child process.
@@ -623,7 +706,7 @@ fn export_refuses_an_empty_store_and_warns_on_one_class() {
     let dir = tmp();
     let missing = FeedbackStore::new(dir.path().join("missing.jsonl"));
     let err = missing.export(dir.path().join("out.jsonl")).unwrap_err();
-    assert!(matches!(err, FeedbackError::EmptyFile { .. }), "{err}");
+    assert!(matches!(err, FeedbackError::NotFound { .. }), "{err}");
     assert!(!dir.path().join("out.jsonl").exists());
 
     let blank = FeedbackStore::new(write(&dir, "blank.jsonl", "\n\n"));

@@ -378,7 +378,23 @@ fn safetensors_round_trip_gives_the_same_logits() {
     let err = big.load(&path).unwrap_err();
     assert!(matches!(err, ModelError::Safetensors { .. }), "{err}");
     assert!(err.to_string().contains("model.safetensors"), "{err}");
+    // A sentence, not Rust's Debug output.
+    assert!(
+        err.to_string()
+            .contains("saved from a model of another size?"),
+        "{err}"
+    );
     assert_eq!(big.wte.weight.as_vec(), before);
+
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a model at all").unwrap();
+    let err = TinyModel::from_file(&dev, &garbage).unwrap_err();
+    assert!(!err.to_string().contains("Error("), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}: safetensors: ", garbage.display())),
+        "{err}"
+    );
 
     let missing = dir.path().join("nope.safetensors");
     let err = TinyModel::from_file(&dev, &missing).unwrap_err();

@@ -122,7 +122,8 @@ pub fn to_json(report: &Report) -> Value {
 /// Prints the grade line of `report` for exercise `id` with the grader's `nonce`, then returns
 /// the report (so the cell still shows it).
 pub fn emit(nonce: &str, id: &str, report: Report) -> Report {
-    let line = json!({ "id": id, "report": to_json(&report) });
+    // The seed goes along so the grader can tell that the hidden tests drew from its seed.
+    let line = json!({ "id": id, "hidden_seed": hidden_seed(), "report": to_json(&report) });
     println!("{GRADE_LINE} {nonce} {line}");
     report
 }

@@ -329,6 +329,12 @@ fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
+/// Where the student stands in lab 1: each exercise with its latest check result in this
+/// kernel (the lab's last cell).
+pub fn progress() -> super::progress::Progress {
+    super::progress::Progress::of("Lab 1", &["1.1", "1.2", "1.3"])
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Status;

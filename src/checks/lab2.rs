@@ -227,6 +227,12 @@ pub fn preview(f: impl FnOnce() -> LineChart) {
     }
 }
 
+/// Where the student stands in lab 2: each exercise with its latest check result in this
+/// kernel (the lab's last cell).
+pub fn progress() -> super::progress::Progress {
+    super::progress::Progress::of("Lab 2", &["2.1", "2.2", "2.3"])
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Status;

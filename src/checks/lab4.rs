@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | 4.1 one thumbs-up/down as a KTO training line | [`training_line`] | [`Record::to_training_line`] |
 //! | 4.2 read a line back, rejecting malformed ones | [`parse_line`] | [`Record::parse_line`] |
-//! | 4.3 the range of λD that balances the classes (Eq. 8) | [`desirable_weight_range`] | [`advise`] |
+//! | 4.3 the range of λD that balances the classes | [`desirable_weight_range`] | [`advise`] |
 
 use std::path::Path;
 
@@ -179,14 +179,14 @@ pub fn reference_range(
 }
 
 /// Exercise 4.3 — `student(n_desirable, n_undesirable, undesirable_weight)` must return the
-/// range `(low, high)` of λD that puts λD·nD / (λU·nU) in [1, 4/3] (paper Eq. 8), or `None`
+/// range `(low, high)` of λD that puts λD·nD / (λU·nU) in [1, 4/3] (the KTO paper's range), or `None`
 /// when either class is empty (the ratio is undefined).
 pub fn desirable_weight_range<F>(student: F) -> Report
 where
     F: Fn(usize, usize, f64) -> Option<(f64, f64)>,
 {
     let mut check = Checker::new(
-        "Exercise 4.3 — the λD that balances the classes (Eq. 8)",
+        "Exercise 4.3 — the λD that balances the classes",
         "solve 1 ≤ λD·nD / (λU·nU) ≤ 4/3 for λD: low = λU·nU/nD, high = (4/3)·low; \
          with nD = 0 or nU = 0 there is no range (None)",
     )
@@ -234,6 +234,12 @@ where
         check.case(name, show(expected), show(got), ok);
     }
     check.finish()
+}
+
+/// Where the student stands in lab 4: each exercise with its latest check result in this
+/// kernel (the lab's last cell).
+pub fn progress() -> super::progress::Progress {
+    super::progress::Progress::of("Lab 4", &["4.1", "4.2", "4.3"])
 }
 
 #[cfg(test)]

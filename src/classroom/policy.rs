@@ -158,7 +158,7 @@ pub fn kto_loss(
     Ok(metrics)
 }
 
-/// The reference of exercise 3.3: one KTO step (paper Eq. 7, TRL's `KTOTrainer`) on `batch`.
+/// The reference of exercise 3.3: one KTO step (the paper's loss, TRL's `KTOTrainer`) on `batch`.
 /// Returns the loss *before* the update.
 pub fn kto_step(policy: &mut Policy, batch: &KtoBatch, cfg: &KtoConfig) -> Result<f32, TrainError> {
     crate::checks::grading::reference("classroom::kto_step");

@@ -23,7 +23,7 @@ pub enum Which {
     Kto,
     /// DPO on pairs built from the same samples.
     Dpo,
-    /// KTO with 90% of the thumbs up dropped (λD raised by Eq. 8).
+    /// KTO with 90% of the thumbs up dropped (λD raised by the paper's imbalance rule).
     KtoImbalanced,
 }
 

@@ -151,6 +151,22 @@ pub enum FeedbackError {
         path: PathBuf,
     },
 
+    /// The file does not exist (counting or exporting a mistyped path must not report "0
+    /// records").
+    #[error("{}: no such file", path.display())]
+    NotFound {
+        /// The missing file.
+        path: PathBuf,
+    },
+
+    /// The path is a directory, a device or a FIFO, not a regular file; nothing was read or
+    /// written.
+    #[error("{}: not a regular file (a directory, a device or a FIFO); a feedback store is a regular file", path.display())]
+    NotARegularFile {
+        /// The path.
+        path: PathBuf,
+    },
+
     /// An export or conversion would overwrite a file; nothing was written.
     #[error("{}: already exists; refusing to overwrite it (choose a new name or remove it first)", path.display())]
     AlreadyExists {
@@ -177,6 +193,8 @@ impl FeedbackError {
             | Self::UnrecognizedRow { path, .. }
             | Self::InvalidRecord { path, .. }
             | Self::EmptyFile { path }
+            | Self::NotFound { path }
+            | Self::NotARegularFile { path }
             | Self::AlreadyExists { path } => Some(path),
             Self::Imbalance(_) => None,
         }

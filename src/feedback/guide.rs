@@ -59,8 +59,9 @@ pub const DECISION_GUIDE: &str = "\
 ║    + annotators ranked several completions per prompt                ║
 ║    + you want the sharpest preference signal per example             ║
 ║                                                                      ║
-║  Either way you need BOTH signals. With only thumbs up               ║
-║  (or only thumbs down) DPO cannot train; KTO can, weakly.            ║
+║  DPO needs BOTH signals, for the same prompt. KTO trains on          ║
+║  either one alone, but one class alone is a weak signal:             ║
+║  collect both if you can.                                            ║
 ║                                                                      ║
 ╚══════════════════════════════════════════════════════════════════════╝
 

@@ -1,4 +1,4 @@
-//! How to weight imbalanced feedback: the KTO paper's rule (Eq. 8).
+//! How to weight imbalanced feedback: the KTO paper's rule.
 //!
 //! KTO weights the loss of desirable examples by λD (`desirable_weight` in TRL) and of
 //! undesirable ones by λU (`undesirable_weight`). With nD desirable and nU undesirable

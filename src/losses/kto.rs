@@ -1,4 +1,4 @@
-//! KTO as the paper (Ethayarajh et al. 2024, Eq. 7) and TRL's `KTOTrainer` compute it.
+//! KTO as the paper (Ethayarajh et al. 2024) and TRL's `KTOTrainer` compute it.
 //!
 //! For a prompt x and completion y with label desirable/undesirable:
 //!
@@ -121,7 +121,7 @@ pub fn reference_point(
     Ok(((sum / kl_policy_logps.len() as f64) as f32).max(0.0))
 }
 
-/// The KTO loss (paper Eq. 7, TRL's `loss_type="kto"`).
+/// The KTO loss (as in the paper, TRL's `loss_type="kto"`).
 ///
 /// - `policy_logps`: log πθ(y_i|x_i), carrying the gradient tape.
 /// - `reference_logps`: log πref(y_i|x_i).

@@ -4,7 +4,7 @@
 //!
 //! 1. [`kto_batch_mean()`] — the simplified KTO of the seed notebook: the reference point is the
 //!    batch mean of the log-ratios, and each class is pushed with −log σ (never saturates).
-//! 2. [`kto()`] — KTO exactly as the paper's Eq. 7 and TRL's `KTOTrainer` compute it: the reference
+//! 2. [`kto()`] — KTO exactly as the paper and TRL's `KTOTrainer` compute it: the reference
 //!    point z0 is estimated from *mismatched* prompt/completion pairs, detached and clamped at 0,
 //!    and each example's loss is 1 − σ(·), which saturates (confident examples stop pulling).
 //! 3. [`apo_zero_unpaired()`] — TRL's other unpaired loss: KTO with the reference point fixed at 0.

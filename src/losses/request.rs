@@ -111,7 +111,7 @@ impl LossKind {
     /// A name for people.
     pub fn title(self) -> &'static str {
         match self {
-            LossKind::Kto => "KTO (paper Eq. 7, as TRL computes it)",
+            LossKind::Kto => "KTO (the paper's, as TRL computes it)",
             LossKind::KtoBatchMean => "KTO, simplified batch-mean form (lab 1, exercise 1)",
             LossKind::ApoZeroUnpaired => "APO-zero, unpaired",
             LossKind::Dpo => "DPO (sigmoid)",

@@ -104,6 +104,57 @@ pub enum ModelError {
     Device(String),
 }
 
+/// A safetensors error as a sentence (its `Debug` form reads `InvalidHeaderDeserialization`).
+pub(crate) fn safetensors_message(e: &::safetensors::tensor::SafeTensorError) -> String {
+    use ::safetensors::tensor::SafeTensorError as E;
+    match e {
+        E::InvalidHeader => "the header is not valid UTF-8: not a safetensors file?".into(),
+        E::InvalidHeaderStart => {
+            "the header does not start with `{`: not a safetensors file?".into()
+        }
+        E::InvalidHeaderDeserialization => {
+            "the header is not valid JSON: not a safetensors file, or a damaged one".into()
+        }
+        E::HeaderTooLarge => "the header is larger than 100 MB: not a safetensors file?".into(),
+        E::HeaderTooSmall => {
+            "the file is shorter than a safetensors header (8 bytes): empty or cut off?".into()
+        }
+        E::InvalidHeaderLength => {
+            "the header's length is past the end of the file: the file is cut off".into()
+        }
+        E::TensorNotFound(name) => {
+            format!("the file has no tensor `{name}`: saved from a different model?")
+        }
+        E::TensorInvalidInfo => {
+            "a tensor's shape, dtype and offsets disagree: a damaged file".into()
+        }
+        E::InvalidOffset(name) => {
+            format!("the offsets of tensor `{name}` are invalid: a damaged file")
+        }
+        E::IoError(io) => io.to_string(),
+        E::JsonError(json) => format!("the header is not valid JSON: {json}"),
+        E::InvalidTensorView(dtype, shape, len) => {
+            format!("a {dtype:?} tensor of shape {shape:?} cannot be made from {len} bytes")
+        }
+        E::MetadataIncompleteBuffer => {
+            "the tensors do not cover the data part of the file: a damaged file".into()
+        }
+        E::ValidationOverflow => "a tensor's size overflows: a damaged file".into(),
+    }
+}
+
+/// dfdx's load error as a sentence.
+pub(crate) fn load_message(e: &dfdx::tensor::safetensors::Error) -> String {
+    use dfdx::tensor::safetensors::Error as E;
+    match e {
+        E::SafeTensorError(st) => safetensors_message(st),
+        E::MismatchedDimension((expected, found)) => format!(
+            "a tensor has shape {found:?} where this model has {expected:?}: saved from a model of another size?"
+        ),
+        E::IoError(io) => io.to_string(),
+    }
+}
+
 /// Wraps a device error (dfdx's `D::Err`).
 pub(crate) fn device_err<E: std::fmt::Display>(e: E) -> ModelError {
     ModelError::Device(e.to_string())

@@ -269,7 +269,7 @@ fn special_tokens_map() -> Value {
 fn safetensors_bytes(tensors: &[HostTensor], path: &Path) -> Result<Vec<u8>, ModelError> {
     let st_err = |e: ::safetensors::tensor::SafeTensorError| ModelError::Safetensors {
         path: path.to_path_buf(),
-        message: format!("{e:?}"),
+        message: super::error::safetensors_message(&e),
     };
     let bytes: Vec<Vec<u8>> = tensors
         .iter()

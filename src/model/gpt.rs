@@ -160,7 +160,7 @@ impl<
         self.save_safetensors(path)
             .map_err(|e| ModelError::Safetensors {
                 path: path.to_path_buf(),
-                message: format!("{e:?}"),
+                message: super::error::safetensors_message(&e),
             })
     }
 
@@ -175,7 +175,7 @@ impl<
             .load_safetensors(path)
             .map_err(|e| ModelError::Safetensors {
                 path: path.to_path_buf(),
-                message: format!("{e:?}"),
+                message: super::error::load_message(&e),
             })?;
         *self = loaded;
         Ok(())

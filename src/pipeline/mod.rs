@@ -72,7 +72,7 @@ pub struct LoopConfig {
     pub sampling: Sampling,
     /// KTO's optimizer settings.
     pub kto: TrainConfig,
-    /// KTO's β and class weights (the balanced run; the imbalanced run raises λD by Eq. 8).
+    /// KTO's β and class weights (the balanced run; the imbalanced run raises λD by the paper's imbalance rule).
     pub kto_loss: KtoConfig,
     /// DPO's optimizer settings.
     pub dpo: TrainConfig,
@@ -151,7 +151,7 @@ impl Default for LoopConfig {
             // learning rate collapses the tiny model's fluency within a few epochs).
             dpo_beta: 1.0,
             imbalanced_keep: 0.1,
-            // Eq. 8 raises λD about tenfold when 90% of the thumbs up are dropped, which scales
+            // The imbalance rule raises λD about tenfold when 90% of the thumbs up are dropped, which scales
             // the desirable examples' gradients as much; at KTO's lr (5e-4) that run blew the
             // KL up (10.9) and its desirable rate fell below the SFT model's. A lower lr keeps
             // the step size in line.
@@ -571,7 +571,7 @@ fn examples(codec: &Codec, records: &[Record]) -> Result<Vec<Example>, LoopError
 }
 
 /// KTO's class weights brought into the paper's range λD·nD / (λU·nU) ∈ [1, 4/3] by raising
-/// λD (Eq. 8) when the thumbs up are too few; kept as given otherwise or for one-class data.
+/// λD (the paper's imbalance rule) when the thumbs up are too few; kept as given otherwise or for one-class data.
 fn balanced_weights(n_desirable: usize, n_undesirable: usize, base: &KtoConfig) -> KtoConfig {
     match feedback::advise(
         n_desirable,

@@ -282,6 +282,7 @@ fn plan(
     solution: &Notebook,
     solution_path: &Path,
     submission: &Notebook,
+    seed: u64,
 ) -> Result<(Vec<PlanCell>, Vec<String>), GradeError> {
     let dir = solution_path
         .parent()
@@ -318,8 +319,12 @@ fn plan(
             (Role::Answer(id.to_owned()), source)
         } else if let Some(id) = meta["check"].as_str() {
             let nonce = format!("{:016x}{:016x}", random_u64(), random_u64());
+            // The hidden seed is set in the check's own cell: evcxr links the library into
+            // every cell, each with its own statics, so a seed set in an earlier cell is not
+            // seen here.
             let code = format!(
-                "(::kto_lab::checks::grading::emit({nonce:?}, {id:?}, {{\n{}\n}}))",
+                "(::kto_lab::checks::grading::emit({nonce:?}, {id:?}, {{\n\
+                 ::kto_lab::checks::grading::set_hidden_seed({seed});\n{}\n}}))",
                 absolute_paths(source.trim_end())
             );
             (
@@ -341,7 +346,55 @@ fn plan(
             source,
         });
     }
-    Ok((cells, missing))
+    Ok((without_demo_cells(cells), missing))
+}
+
+/// The plan without the solution's demonstration cells that nothing graded depends on.
+///
+/// Most of a lab's cells show something (a table, a chart, a training run) and define nothing
+/// an exercise or a check uses; each costs a compile. Kept: the `:dep` cell, every cell that
+/// declares an item (`use`, `fn`, `const`, `struct` …) or is a kernel command, every exercise
+/// and check cell, and every cell that binds (`let`) a name a kept cell after it mentions,
+/// the student's own code included — so an answer that reads a variable of the notebook's gets
+/// the cells that make it. (A demo cell that only *changes* such a variable, without `let`, is
+/// not kept; no check cell of ours reads a notebook variable.)
+fn without_demo_cells(cells: Vec<PlanCell>) -> Vec<PlanCell> {
+    let item = regex::Regex::new(
+        r"(?m)^\s*(?:pub(?:\([^)]*\))?\s+)?(?:use|fn|const|static|struct|enum|trait|type|impl|mod|macro_rules!|extern|#\[)",
+    )
+    .expect("valid regex");
+    // The names a `let` binds: its pattern, up to a type annotation or the `=`.
+    let binding = regex::Regex::new(r"\blet\s+([^=;:]*)").expect("valid regex");
+    let word = regex::Regex::new(r"[A-Za-z_][A-Za-z0-9_]*").expect("valid regex");
+    let words = |text: &str| -> std::collections::HashSet<String> {
+        word.find_iter(text)
+            .map(|m| m.as_str().to_owned())
+            .collect()
+    };
+    let mut mentioned = std::collections::HashSet::new();
+    let mut keep = vec![false; cells.len()];
+    for (i, cell) in cells.iter().enumerate().rev() {
+        let kept = match cell.role {
+            Role::Setup => {
+                item.is_match(&cell.source)
+                    || cell.source.trim_start().starts_with(':')
+                    || binding
+                        .captures_iter(&cell.source)
+                        .flat_map(|c| words(&c[1]))
+                        .any(|w| w != "mut" && w != "ref" && mentioned.contains(&w))
+            }
+            _ => true,
+        };
+        if kept {
+            mentioned.extend(words(&cell.source));
+            keep[i] = true;
+        }
+    }
+    cells
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(cell, kept)| kept.then_some(cell))
+        .collect()
 }
 
 /// Each exercise's cells, by exercise id, in the order they ran.
@@ -375,7 +428,7 @@ pub fn grade_notebook(
             ));
         }
     };
-    let (cells, missing) = plan(&solution, solution_path, &submission)?;
+    let (cells, missing) = plan(&solution, solution_path, &submission, settings.seed)?;
 
     let _runner = Runner::new(build_dir)?;
     if let Some(root) = solution_path.parent().and_then(Path::parent) {
@@ -406,7 +459,7 @@ pub fn grade_notebook(
     let mut grades = Vec::new();
     for e in &exercises {
         let s = seen.iter().find(|(id, _)| *id == e.id).map(|(_, s)| s);
-        grades.push(judge(e, s, missing.contains(&e.id)));
+        grades.push(judge(e, s, missing.contains(&e.id), settings.seed));
     }
     notes.dedup();
     Ok(NotebookGrade {
@@ -436,14 +489,6 @@ fn run_plan(
             }
         }
     };
-    kernel.execute(
-        &CellRef { index: 0, id: None },
-        &format!(
-            "{{ ::kto_lab::checks::grading::set_hidden_seed({}); }}",
-            settings.seed
-        ),
-        limits,
-    );
     for (n, cell) in cells.iter().enumerate() {
         let cell_limits = if cell.role == Role::Dep {
             Limits {
@@ -483,14 +528,6 @@ fn run_plan(
                 "{}: the kernel was restarted and the notebook's setup cells ran again",
                 cell.at
             ));
-            kernel.execute(
-                &cell.at,
-                &format!(
-                    "{{ ::kto_lab::checks::grading::set_hidden_seed({}); }}",
-                    settings.seed
-                ),
-                limits,
-            );
             for earlier in &cells[..=n] {
                 if earlier.role == Role::Setup {
                     kernel.execute(&earlier.at, &earlier.source, limits);
@@ -563,7 +600,12 @@ fn cell_failure(run: &CellRun, what: &str) -> Option<(Status, String)> {
 }
 
 /// The report the check cell sent on the grader's channel.
-fn received_report(run: &CellRun, nonce: &str, id: &str) -> Result<Value, (Status, String)> {
+fn received_report(
+    run: &CellRun,
+    nonce: &str,
+    id: &str,
+    seed: u64,
+) -> Result<Value, (Status, String)> {
     let prefix = format!("{GRADE_LINE_PREFIX}{nonce} ");
     let lines: Vec<&String> = run
         .grade_lines
@@ -584,6 +626,17 @@ fn received_report(run: &CellRun, nonce: &str, id: &str) -> Result<Value, (Statu
                     "the check's report names another exercise".to_owned(),
                 ));
             }
+            // The check itself says which seed its hidden tests drew from: anything but this
+            // run's seed is the grader's fault, never a pass.
+            if v["hidden_seed"].as_u64() != Some(seed) {
+                return Err((
+                    Status::GraderError,
+                    format!(
+                        "the hidden tests ran with seed {} instead of this run's {seed}",
+                        v["hidden_seed"]
+                    ),
+                ));
+            }
             Ok(v["report"].clone())
         }
         [] => Err((
@@ -598,7 +651,7 @@ fn received_report(run: &CellRun, nonce: &str, id: &str) -> Result<Value, (Statu
     }
 }
 
-fn judge(e: &Exercise, seen: Option<&Seen>, missing: bool) -> ExerciseGrade {
+fn judge(e: &Exercise, seen: Option<&Seen>, missing: bool, seed: u64) -> ExerciseGrade {
     let mut g = ExerciseGrade {
         id: e.id.clone(),
         title: String::new(),
@@ -639,7 +692,7 @@ fn judge(e: &Exercise, seen: Option<&Seen>, missing: bool) -> ExerciseGrade {
     if let Some(f) = cell_failure(run, "the check") {
         return fail(g, f);
     }
-    let report = match received_report(run, nonce, &e.id) {
+    let report = match received_report(run, nonce, &e.id, seed) {
         Ok(r) => r,
         Err(f) => return fail(g, f),
     };
@@ -719,6 +772,45 @@ pub fn write_grade(path: &Path, grade: &NotebookGrade) -> Result<(), crate::Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demo_cells_nothing_graded_needs_are_left_out() {
+        let cell = |index: usize, role: Role, source: &str| PlanCell {
+            at: CellRef { index, id: None },
+            role,
+            source: source.to_owned(),
+        };
+        let answer = || Role::Answer("1.1".into());
+        let plan = vec![
+            cell(0, Role::Dep, ":dep kto-lab = { path = \"..\" }"),
+            cell(1, Role::Setup, "use kto_lab::losses::KtoConfig;"),
+            cell(
+                2,
+                Role::Setup,
+                "let cfg: KtoConfig = KtoConfig::default();\ncfg",
+            ),
+            cell(
+                3,
+                Role::Setup,
+                "let shown = 2.0_f32;\nprintln!(\"{shown} {cfg:?}\");",
+            ),
+            cell(4, Role::Setup, "chart.evcxr_display()"),
+            cell(5, Role::Setup, "const N: usize = 3;"),
+            cell(
+                6,
+                answer(),
+                "let _ = (); fn f(x: f32) -> f32 { x * cfg.beta as f32 }",
+            ),
+            cell(7, Role::Setup, "let later = 1;"),
+        ];
+        let kept: Vec<usize> = without_demo_cells(plan)
+            .iter()
+            .map(|c| c.at.index)
+            .collect();
+        // 2 binds `cfg`, which the answer reads; 3 and 4 show things; 5 is an item; 7 comes
+        // after everything graded.
+        assert_eq!(kept, [0, 1, 2, 5, 6]);
+    }
 
     #[test]
     fn library_paths_become_absolute() {

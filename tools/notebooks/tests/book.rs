@@ -9,8 +9,9 @@
 //! - `mdbook test` passes (no code block is a doctest), `mdbook build` succeeds and
 //!   `scripts/check_book.py` finds, in headless Chromium, the math
 //!   typeset, every image loaded, every link resolving and the search working. It needs
-//!   `mdbook`, `mdbook-katex`, Chromium, chromedriver and Python: without them it is skipped
-//!   with a message, except in CI (`CI` set), where they are required.
+//!   mdBook and latex2mathml (`book/requirements.txt`, looked for in `.venv-book/` first),
+//!   Chromium, chromedriver and Python: without them it is skipped with a message, except in
+//!   CI (`CI` set), where they are required.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -226,25 +227,48 @@ fn every_relative_link_and_image_points_at_a_file() {
     }
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+/// `PATH` with the book's tools' virtual environment (`.venv-book/bin`, made from
+/// `book/requirements.txt`) in front, when it exists: mdBook comes from there, and so does the
+/// `python3` with latex2mathml that the math preprocessor needs.
+fn tool_path(root: &Path) -> std::ffi::OsString {
+    let mut dirs = vec![root.join(".venv-book/bin")];
+    dirs.retain(|d| d.is_dir());
+    if let Some(paths) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&paths));
+    }
+    std::env::join_paths(dirs).expect("PATH entries join")
+}
+
+fn on_path(path: &std::ffi::OsStr, program: &str) -> bool {
+    std::env::split_paths(path).any(|dir| dir.join(program).is_file())
+}
+
+/// Whether `python3` (as found on `path`) imports latex2mathml.
+fn has_latex2mathml(path: &std::ffi::OsStr) -> bool {
+    Command::new("python3")
+        .args(["-c", "import latex2mathml"])
+        .env("PATH", path)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
 fn the_built_book_works_in_chromium() {
     let root = root();
-    let needed = [
-        "mdbook",
-        "mdbook-katex",
-        "chromedriver",
-        "chromium",
-        "python3",
-    ];
-    let missing: Vec<&str> = needed.iter().copied().filter(|p| !on_path(p)).collect();
+    let path = tool_path(&root);
+    let needed = ["mdbook", "chromedriver", "chromium", "python3"];
+    let mut missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|p| !on_path(&path, p))
+        .collect();
+    if missing.is_empty() && !has_latex2mathml(&path) {
+        missing.push("latex2mathml (Python)");
+    }
     if !missing.is_empty() {
         let message = format!(
-            "the book's browser check needs {} (cargo install mdbook mdbook-katex --locked; \
+            "the book's browser check needs {} (python3 -m venv .venv-book && \
+             .venv-book/bin/pip install -r book/requirements.txt; \
              apt-get install chromium chromium-driver)",
             missing.join(", ")
         );
@@ -257,6 +281,7 @@ fn the_built_book_works_in_chromium() {
     // No code block of the book is a doctest (evcxr cells are not programs): `mdbook test`
     // compiles nothing and passes.
     let test = Command::new("mdbook")
+        .env("PATH", &path)
         .arg("test")
         .arg(root.join("book"))
         .output()
@@ -270,6 +295,7 @@ fn the_built_book_works_in_chromium() {
     let out = tempfile::tempdir().expect("a temporary folder");
     let html = out.path().join("html");
     let build = Command::new("mdbook")
+        .env("PATH", &path)
         .arg("build")
         .arg(root.join("book"))
         .arg("--dest-dir")

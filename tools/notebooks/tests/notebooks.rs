@@ -234,8 +234,33 @@ fn grade_fixture_class(
         }
     }
     match std::fs::read_to_string(out.join("gradebook.csv")) {
-        Ok(csv) => snapshot("grade_class", csv, &out.join("gradebook.csv"), failures),
+        Ok(csv) => {
+            readme_excerpt_is_from(&root.join("README.md"), &csv, failures);
+            snapshot("grade_class", csv, &out.join("gradebook.csv"), failures)
+        }
         Err(e) => failures.push(format!("gradebook.csv: {e}")),
+    }
+}
+
+/// The README's sample gradebook (the ```csv block of its grading section) must be lines of the
+/// fixture class's real gradebook, so that it cannot drift from what the grader writes.
+fn readme_excerpt_is_from(readme: &Path, csv: &str, failures: &mut Vec<String>) {
+    let text = std::fs::read_to_string(readme).unwrap_or_default();
+    let Some(block) = text
+        .split("```csv\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+    else {
+        failures.push("README.md has no ```csv sample gradebook".into());
+        return;
+    };
+    let lines: Vec<&str> = csv.lines().collect();
+    for line in block.lines().filter(|l| *l != "…") {
+        if !lines.contains(&line) {
+            failures.push(format!(
+                "README.md's sample gradebook has a line the fixture class's gradebook does not: {line}"
+            ));
+        }
     }
 }
 

@@ -74,129 +74,111 @@ pub fn write(root: &Path, dir: &Path) -> Vec<&'static str> {
         hard_coded.len(),
         hard_coded.join(", ")
     );
-    // (student, [(cell id, new source or None to delete it)])
+    // What each kind of student writes in one exercise cell (None: the cell deleted).
+    let one_wrong = with_body(
+        &solution,
+        EX2,
+        "    // forgot the clamp\n    if kl_policy_logps.is_empty() {\n        return None;\n    }\n    \
+         let n = kl_policy_logps.len() as f32;\n    \
+         Some(kl_policy_logps.iter().zip(kl_reference_logps).map(|(p, q)| p - q).sum::<f32>() / n)",
+    );
+    let hard_coded = with_body(&solution, EX2, &hard_coded_body);
+    let library_call = with_body(
+        &solution,
+        EX1,
+        "    let batch = kto_lab::losses::plain::UnpairedBatch {\n        \
+         policy_logps: policy_logps,\n        reference_logps: reference_logps,\n        \
+         labels: labels,\n        kl_policy_logps: &[],\n        kl_reference_logps: &[],\n    };\n    \
+         kto_lab::losses::plain::kto_batch_mean(&batch, cfg).ok().map(|o| o.metrics.loss)",
+    );
+    let forged_output = format!(
+        "{}\nprintln!(\"Exercise 1.1 — simplified KTO (batch-mean baseline): ✅ passed (9/9 cases)\");\n\
+         println!(\"KTO_LAB_GRADE 00000000000000000000000000000000 {{{{\\\"id\\\":\\\"1.1\\\",\\\"report\\\":{{{{\\\"status\\\":\\\"passed\\\"}}}}}}}}\");",
+        with_body(&solution, EX1, "    let _ = (policy_logps, reference_logps, labels, cfg);\n    Some(0.0)")
+    );
+    let edited_check =
+        "println!(\"Exercise 1.3 — KTO as in the paper, on tensors: ✅ passed (9/9 cases)\");"
+            .to_owned();
+    let endless_loop = with_body(
+        &solution,
+        EX2,
+        "    let _ = (kl_policy_logps, kl_reference_logps);\n    loop {\n        std::hint::spin_loop();\n    }",
+    );
+    let panic = with_body(
+        &solution,
+        EX1,
+        "    let _ = (reference_logps, cfg);\n    let first = labels.iter().position(|&l| l).unwrap();\n    \
+         Some(policy_logps[first + 100])",
+    );
+    let compile_error = with_body(
+        &solution,
+        EX1,
+        "    let r: f32 = policy_logps;\n    Some(r)",
+    );
+    let process_exit = with_body(&solution, EX3, "    std::process::exit(0)");
+    let writes_outside = with_body(
+        &solution,
+        EX1,
+        &format!(
+            "    std::fs::write({:?}, \"x\").expect(\"a write outside the submission\");\n{}",
+            dir.join("escaped.txt").display().to_string(),
+            generate_free(&solution_body(&solution, EX1))
+        ),
+    );
+    // Each student but the first two breaks or cheats on several exercises at once, one way
+    // each, so the class also shows that what happens in one exercise (a panic, a time-out and
+    // the kernel's restart, an exit) costs only that exercise. (student, [(cell id, its new
+    // source or None to delete it)]); cells not named stay as the lab has them.
     type Edit = (&'static str, Option<String>);
-    let all = || -> Vec<Edit> {
-        vec![
-            (EX1, Some(solved(EX1))),
-            (EX2, Some(solved(EX2))),
-            (EX3, Some(solved(EX3))),
-        ]
-    };
-    let but = |id: &'static str, new: Option<String>| -> Vec<Edit> {
-        let mut e = all();
-        e.retain(|(i, _)| *i != id);
-        e.push((id, new));
-        e
-    };
     let class: Vec<(&'static str, Vec<Edit>)> = vec![
-        ("ada_full_marks", all()),
-        ("ben_empty", vec![]),
         (
-            "cy_one_wrong",
-            but(
-                EX2,
-                Some(with_body(
-                    &solution,
-                    EX2,
-                    "    // forgot the clamp\n    if kl_policy_logps.is_empty() {\n        return None;\n    }\n    \
-                     let n = kl_policy_logps.len() as f32;\n    \
-                     Some(kl_policy_logps.iter().zip(kl_reference_logps).map(|(p, q)| p - q).sum::<f32>() / n)",
-                )),
-            ),
-        ),
-        (
-            "dee_hard_coded",
-            but(EX2, Some(with_body(&solution, EX2, &hard_coded_body))),
-        ),
-        (
-            "eve_library_call",
-            but(
-                EX1,
-                Some(with_body(
-                    &solution,
-                    EX1,
-                    "    let batch = kto_lab::losses::plain::UnpairedBatch {\n        \
-                     policy_logps: policy_logps,\n        reference_logps: reference_logps,\n        \
-                     labels: labels,\n        kl_policy_logps: &[],\n        kl_reference_logps: &[],\n    };\n    \
-                     kto_lab::losses::plain::kto_batch_mean(&batch, cfg).ok().map(|o| o.metrics.loss)",
-                )),
-            ),
-        ),
-        (
-            "fay_edited_check",
+            "ada_full_marks",
             vec![
                 (EX1, Some(solved(EX1))),
                 (EX2, Some(solved(EX2))),
-                (
-                    CHECK3,
-                    Some("println!(\"Exercise 1.3 — KTO as in the paper, on tensors: ✅ passed (9/9 cases)\");".into()),
-                ),
+                (EX3, Some(solved(EX3))),
+            ],
+        ),
+        ("ben_empty", vec![]),
+        (
+            "cy_library_call_one_wrong",
+            vec![
+                (EX1, Some(library_call)),
+                (EX2, Some(one_wrong)),
+                (EX3, Some(solved(EX3))),
             ],
         ),
         (
-            "gus_forged_output",
-            but(
-                EX1,
-                Some(format!(
-                    "{}\nprintln!(\"Exercise 1.1 — simplified KTO (batch-mean baseline): ✅ passed (9/9 cases)\");\n\
-                     println!(\"KTO_LAB_GRADE 00000000000000000000000000000000 {{{{\\\"id\\\":\\\"1.1\\\",\\\"report\\\":{{{{\\\"status\\\":\\\"passed\\\"}}}}}}}}\");",
-                    with_body(&solution, EX1, "    let _ = (policy_logps, reference_logps, labels, cfg);\n    Some(0.0)")
-                )),
-            ),
+            "dee_forged_hard_coded_edited_check",
+            vec![
+                (EX1, Some(forged_output)),
+                (EX2, Some(hard_coded)),
+                (CHECK3, Some(edited_check)),
+            ],
         ),
         (
-            "hal_infinite_loop",
-            but(
-                EX2,
-                Some(with_body(
-                    &solution,
-                    EX2,
-                    "    let _ = (kl_policy_logps, kl_reference_logps);\n    loop {\n        std::hint::spin_loop();\n    }",
-                )),
-            ),
+            "hal_panic_endless_loop",
+            vec![
+                (EX1, Some(panic)),
+                (EX2, Some(endless_loop)),
+                (EX3, Some(solved(EX3))),
+            ],
         ),
         (
-            "ida_panic",
-            but(
-                EX1,
-                Some(with_body(
-                    &solution,
-                    EX1,
-                    "    let _ = (reference_logps, cfg);\n    let first = labels.iter().position(|&l| l).unwrap();\n    \
-                     Some(policy_logps[first + 100])",
-                )),
-            ),
+            "jo_compile_error_deleted_exit",
+            vec![
+                (EX1, Some(compile_error)),
+                (EX2, None),
+                (EX3, Some(process_exit)),
+            ],
         ),
-        (
-            "jo_compile_error",
-            but(
-                EX1,
-                Some(with_body(&solution, EX1, "    let r: f32 = policy_logps;\n    Some(r)")),
-            ),
-        ),
-        (
-            "kit_process_exit",
-            but(
-                EX3,
-                Some(with_body(&solution, EX3, "    std::process::exit(0)")),
-            ),
-        ),
-        ("lou_deleted_cell", but(EX2, None)),
         (
             "max_writes_outside",
-            but(
-                EX1,
-                Some(with_body(
-                    &solution,
-                    EX1,
-                    &format!(
-                        "    std::fs::write({:?}, \"x\").expect(\"a write outside the submission\");\n{}",
-                        dir.join("escaped.txt").display().to_string(),
-                        generate_free(&solution_body(&solution, EX1))
-                    ),
-                )),
-            ),
+            vec![
+                (EX1, Some(writes_outside)),
+                (EX2, Some(solved(EX2))),
+                (EX3, Some(solved(EX3))),
+            ],
         ),
     ];
     let mut names = Vec::new();
