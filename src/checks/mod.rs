@@ -142,11 +142,7 @@ impl Report {
 
     /// evcxr's rich display: an HTML table, plus the plain text for text-only front ends.
     pub fn evcxr_display(&self) {
-        println!("EVCXR_BEGIN_CONTENT text/plain\n{self}\nEVCXR_END_CONTENT");
-        println!(
-            "EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT",
-            self.html()
-        );
+        show_in_notebook(&self.to_string(), &self.html());
     }
 
     /// The report as an HTML table (what a notebook shows).
@@ -206,6 +202,12 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// Prints `text` and `html` in evcxr's rich-output form (the front end picks the richer one).
+fn show_in_notebook(text: &str, html: &str) {
+    println!("EVCXR_BEGIN_CONTENT text/plain\n{text}\nEVCXR_END_CONTENT");
+    println!("EVCXR_BEGIN_CONTENT text/html\n{html}\nEVCXR_END_CONTENT");
 }
 
 fn escape(s: &str) -> String {

@@ -145,7 +145,6 @@ impl Progress {
 
     /// evcxr's rich display: an HTML table, plus the plain text.
     pub fn evcxr_display(&self) {
-        println!("EVCXR_BEGIN_CONTENT text/plain\n{self}\nEVCXR_END_CONTENT");
         let mut html = format!(
             "<div><p><b>{}</b></p><table>",
             super::escape(&self.headline())
@@ -159,7 +158,7 @@ impl Progress {
             ));
         }
         html.push_str("</table></div>");
-        println!("EVCXR_BEGIN_CONTENT text/html\n{html}\nEVCXR_END_CONTENT");
+        super::show_in_notebook(&self.to_string(), &html);
     }
 }
 
