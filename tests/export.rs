@@ -257,6 +257,9 @@ fn config_json_is_a_gpt2_config_of_the_model() {
         assert_eq!(tok_config[key], json!("<|endoftext|>"), "{key}");
     }
     assert_eq!(tok_config["model_max_length"], json!(tiny::MAX_SEQ));
+    // The prompt format travels with the model (rendered and checked by transformers in
+    // `hf_chat_template_and_trl_take_the_model_as_trained`).
+    assert_eq!(tok_config["chat_template"], json!(world::CHAT_TEMPLATE));
     let special = read_json(&dir.path().join("special_tokens_map.json"));
     assert_eq!(special["eos_token"], json!("<|endoftext|>"));
 }
@@ -443,6 +446,134 @@ fn hf_transformers_scores_the_export_identically() {
     assert!(
         out.status.success(),
         "check_hf_export.py failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("OK"), "no OK summary line:\n{stdout}");
+}
+
+fn kto_lab(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kto-lab"))
+        .args(args)
+        .output()
+        .expect("run kto-lab");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "kto-lab {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The model out in the ecosystem *as it was trained*: lab 3's outputs as a user gets them
+/// (`kto-lab train`, `kto-lab export`, `kto-lab feedback export`), then in Python
+/// (`scripts/check_hf_chat.py`):
+///
+/// 1. the exported chat template renders every toy-world prompt to our prompt tokens;
+/// 2. `generate` (greedy) gives our greedy answer to every prompt;
+/// 3. TRL's `KTOTrainer` tokenizes every exported feedback row as our trainer does, and trains
+///    two steps on it.
+///
+/// Needs Python with `torch`, `transformers` and `trl`; `KTO_LAB_PYTHON` and
+/// `KTO_LAB_HF_CHECK_DIR` as for the test above.
+#[test]
+#[ignore = "needs Python with torch + transformers + trl; run with --ignored"]
+fn hf_chat_template_and_trl_take_the_model_as_trained() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = std::env::var_os("KTO_LAB_HF_CHECK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let lab3 = root.join("lab3");
+    let hf = root.join("hf-kto");
+    let train_file = root.join("kto_train.jsonl");
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    // A short run: the checks need a trained model, not a good one.
+    kto_lab(&[
+        "train",
+        "--out",
+        &path(&lab3),
+        "--sft-steps",
+        "300",
+        "--steps",
+        "10",
+        "--quiet",
+    ]);
+    kto_lab(&[
+        "export",
+        &path(&hf),
+        "--model",
+        &path(&lab3.join("kto.safetensors")),
+        "--tokenizer",
+        &path(&lab3.join("tokenizer.json")),
+    ]);
+    kto_lab(&[
+        "feedback",
+        "export",
+        &path(&lab3.join("feedback.jsonl")),
+        &path(&train_file),
+    ]);
+
+    // Our side: the prompt tokens and greedy answers on every prompt, and the tokens our
+    // trainer makes of every exported row.
+    let dev = Cpu::default();
+    let model = Model::from_file(&dev, lab3.join("kto.safetensors")).expect("kto model");
+    let tok = Tokenizer::load(lab3.join("tokenizer.json")).expect("tokenizer");
+    let codec = kto_lab::pipeline::Codec { tokenizer: &tok };
+    let questions: Vec<&str> = world::prompts().iter().map(|p| p.question()).collect();
+    let prompt_ids: Vec<Vec<u32>> = questions
+        .iter()
+        .map(|q| codec.prompt(q).expect("encode"))
+        .collect();
+    let max_new = 24;
+    let greedy = model
+        .generate(
+            &prompt_ids,
+            tok.eos_id(),
+            &kto_lab::model::SampleConfig::greedy(max_new),
+        )
+        .expect("generate");
+    let prompts: Vec<Value> = questions
+        .iter()
+        .zip(&prompt_ids)
+        .zip(&greedy)
+        .map(|((q, p), g)| {
+            json!({"question": q, "prompt_ids": p, "answer_ids": g,
+                   "answer": codec.answer(g).expect("decode")})
+        })
+        .collect();
+    let text = |v: &Value| -> String {
+        let content = v[0]["content"].as_str();
+        content.expect("a conversational row").to_string()
+    };
+    let rows: Vec<Value> = std::fs::read_to_string(&train_file)
+        .expect("read kto_train.jsonl")
+        .lines()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).expect("a JSON row");
+            let ex = codec
+                .example(&text(&row["prompt"]), &text(&row["completion"]), true)
+                .expect("encode");
+            json!({"prompt_ids": ex.prompt, "completion_ids": ex.completion})
+        })
+        .collect();
+    let doc = json!({"eos_id": tok.eos_id(), "max_new_tokens": max_new,
+                     "prompts": prompts, "rows": rows});
+    let expected = root.join("expected.json");
+    std::fs::write(&expected, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+
+    let python = std::env::var("KTO_LAB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_hf_chat.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args([&hf, &expected, &train_file])
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "check_hf_chat.py failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
     assert!(stdout.contains("OK"), "no OK summary line:\n{stdout}");

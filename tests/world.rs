@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use kto_lab::feedback::{FeedbackStore, PairedRecord, Record, Text};
+use kto_lab::feedback::{FeedbackStore, Message, PairedRecord, Record, Text};
 use kto_lab::world::{
     accepted_answers, all_bad_answers, bad_answer, cut_at_eos, desirable_rate, dpo_pairs,
     find_prompt, good_answer, judge, lm_text, normalize, prompts, prompts_in, sft_corpus,
@@ -424,7 +424,11 @@ fn to_record_round_trips_through_the_store() {
     assert_eq!(loaded.torn_tail, None);
     let first = &loaded.records[0];
     assert!(first.label);
-    assert_eq!(first.prompt, Text::from("What is the capital of France?"));
+    // Conversational: the exported model's chat template gives the format (tests/export.rs).
+    assert_eq!(
+        first.prompt,
+        Text::from(vec![Message::user("What is the capital of France?")])
+    );
     assert_eq!(
         Value::Object(first.metadata.clone().unwrap_or_default()),
         json!({"prompt_id": 0, "template": "capital", "split": "train", "kind": null,
@@ -438,7 +442,7 @@ fn to_record_round_trips_through_the_store() {
     );
     assert_eq!(
         second.to_training_line(),
-        r#"{"prompt":"What is the capital of France?","completion":"Rome is the capital of France.","label":false}"#
+        r#"{"prompt":[{"role":"user","content":"What is the capital of France?"}],"completion":[{"role":"assistant","content":"Rome is the capital of France."}],"label":false}"#
     );
 }
 
@@ -497,16 +501,16 @@ fn pairs_from_judged_samples() {
     }
     let pairs = dpo_pairs(&records);
     assert!(!pairs.is_empty());
+    // The single turn of a conversational text.
+    let turn = |t: &Text| match t {
+        Text::Messages(m) if m.len() == 1 => m[0].content.clone(),
+        other => panic!("one conversational turn, not {other:?}"),
+    };
     for pair in &pairs {
-        let Text::Plain(q) = &pair.prompt else {
-            panic!("plain prompts")
-        };
-        let p = find_prompt(q).expect("a world prompt");
-        let (Text::Plain(c), Text::Plain(r)) = (&pair.chosen, &pair.rejected) else {
-            panic!("plain completions")
-        };
-        assert!(judge(p, c).label);
-        assert!(!judge(p, r).label);
+        let p = find_prompt(&turn(&pair.prompt)).expect("a world prompt");
+        let (c, r) = (turn(&pair.chosen), turn(&pair.rejected));
+        assert!(judge(p, &c).label);
+        assert!(!judge(p, &r).label);
     }
     assert_eq!(pairs, dpo_pairs(&records));
 }

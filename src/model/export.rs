@@ -9,7 +9,7 @@
 //! | `config.json` | a `GPT2Config`: the sizes, `gelu_new`, the LayerNorm epsilon, no dropout |
 //! | `model.safetensors` | the weights under transformers' GPT-2 names and layouts |
 //! | `tokenizer.json` | our byte-level BPE tokenizer (already Hugging Face's format) |
-//! | `tokenizer_config.json` | `<|endoftext|>` as bos / eos / unk / pad, no prefix space |
+//! | `tokenizer_config.json` | `<|endoftext|>` as bos / eos / unk / pad, no prefix space, and the prompt format as a `chat_template` |
 //! | `special_tokens_map.json` | the same special tokens, for older `transformers` |
 //!
 //! ## How our weights map onto GPT-2's
@@ -40,6 +40,7 @@ use serde_json::{json, Value};
 use super::error::ModelError;
 use super::gpt::Gpt;
 use crate::tokenizer::{Tokenizer, EOS_TOKEN, MIN_VOCAB};
+use crate::world;
 
 /// `config.json`: the model's architecture for `transformers`.
 pub const CONFIG_FILE: &str = "config.json";
@@ -241,7 +242,9 @@ impl<
 
 /// `tokenizer_config.json`: a GPT-2 fast tokenizer around `tokenizer.json`, with
 /// `<|endoftext|>` as every special token (GPT-2's convention, and our padding token), no
-/// prefix space (our tokenizer adds none) and our context as the maximum length.
+/// prefix space (our tokenizer adds none), our context as the maximum length, and the prompt
+/// format the model was trained on as its chat template ([`world::CHAT_TEMPLATE`]), so that
+/// `apply_chat_template` and TRL's trainers on conversational rows format prompts as we did.
 fn tokenizer_config(max_len: usize) -> Value {
     json!({
         "tokenizer_class": "GPT2TokenizerFast",
@@ -253,6 +256,7 @@ fn tokenizer_config(max_len: usize) -> Value {
         "add_bos_token": false,
         "clean_up_tokenization_spaces": false,
         "model_max_length": max_len,
+        "chat_template": world::CHAT_TEMPLATE,
     })
 }
 

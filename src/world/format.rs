@@ -46,6 +46,29 @@ pub fn lm_text(question: &str, completion: Option<&str>) -> String {
     }
 }
 
+/// The prompt format as a Hugging Face chat template (Jinja), written into the exported
+/// `tokenizer_config.json` so the format travels with the model: `apply_chat_template` — and
+/// TRL's trainers, which call it on conversational rows — turn `[{"role": "user", "content":
+/// q}, {"role": "assistant", "content": a}]` into exactly the tokens the model trained on,
+/// the prompt [`lm_text`]`(q, None)` and the completion `" {a}"` then `<|endoftext|>` (what
+/// `pipeline::Codec` encodes).
+///
+/// A user turn ends with `A:` already, so `add_generation_prompt` adds nothing; a system turn
+/// (or any other role) is an error, since the model never saw one. The HF export check
+/// (`scripts/check_hf_chat.py`) renders it with transformers and compares the tokens, the
+/// greedy answers and TRL's tokenized rows with ours.
+pub const CHAT_TEMPLATE: &str = concat!(
+    "{%- for message in messages -%}",
+    "{%- if message['role'] == 'user' -%}",
+    "{{- 'Q: ' + message['content'] + '\\nA:' -}}",
+    "{%- elif message['role'] == 'assistant' -%}",
+    "{{- ' ' + message['content'] + eos_token -}}",
+    "{%- else -%}",
+    "{{- raise_exception('this model knows only user and assistant turns, not ' + message['role']) -}}",
+    "{%- endif -%}",
+    "{%- endfor -%}",
+);
+
 /// The completion inside text generated after `lm_text(question, None)`: everything up to
 /// the first [`EOS`] (or the end), without surrounding spaces.
 ///

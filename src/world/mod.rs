@@ -31,7 +31,7 @@
 //! |---|---|---|
 //! | [`Prompt`], [`Template`], [`Split`], [`prompts`], [`prompts_in`], [`find_prompt`] | 75 questions in 5 templates; 60 train, 15 eval | `data.rs` |
 //! | [`UndesirableKind`], [`good_answer`], [`accepted_answers`], [`bad_answer`], [`all_bad_answers`] | right and wrong answers | `answers.rs` |
-//! | [`lm_text`], [`EOS`], [`cut_at_eos`] | how prompt and completion are joined for the model | `format.rs` |
+//! | [`lm_text`], [`EOS`], [`cut_at_eos`], [`CHAT_TEMPLATE`] | how prompt and completion are joined for the model | `format.rs` |
 //! | [`sft_corpus`], [`SftExample`], [`tokenizer_corpus`] | training text | `corpus.rs` |
 //! | [`judge`], [`Verdict`], [`normalize`] | the rule-based thumbs up/down | `judge.rs` |
 //! | [`to_record`], [`dpo_pairs`] | judged samples → KTO records, DPO pairs | `records.rs` |
@@ -56,7 +56,7 @@ pub use corpus::{sft_corpus, tokenizer_corpus, SftExample, DEFAULT_GOOD_FRACTION
 pub use data::{
     find_prompt, prompts, prompts_in, Prompt, Split, Template, EVAL_EVERY, FACTS_PER_TEMPLATE,
 };
-pub use format::{cut_at_eos, lm_text, EOS};
+pub use format::{cut_at_eos, lm_text, CHAT_TEMPLATE, EOS};
 pub use judge::{judge, normalize, Verdict};
 pub use metrics::{desirable_rate, KindCounts, Metrics};
 pub use records::{dpo_pairs, to_record};

@@ -6,10 +6,23 @@ use serde_json::{Map, Value};
 
 use super::data::Prompt;
 use super::judge::Verdict;
-use crate::feedback::{PairedRecord, Record, Text};
+use crate::feedback::{Message, PairedRecord, Record, Text};
 
 /// A judged sample as a [`Record`] for the [`FeedbackStore`](crate::feedback::FeedbackStore):
-/// TRL's unpaired KTO format, `label` = the verdict's thumbs, plus metadata:
+/// TRL's unpaired KTO format in its *conversational* form — the prompt a user turn, the
+/// completion an assistant turn — `label` = the verdict's thumbs, plus metadata:
+///
+/// ```json
+/// {"prompt": [{"role": "user", "content": "What is the capital of France?"}],
+///  "completion": [{"role": "assistant", "content": "Rome is the capital of France."}],
+///  "label": false, "metadata": {...}}
+/// ```
+///
+/// Conversational rather than the prompt pre-formatted as `"Q: …\nA:"`: the file keeps what
+/// was asked and answered, and the format stays with the model — the exported checkpoint's
+/// chat template ([`CHAT_TEMPLATE`](super::CHAT_TEMPLATE)), which TRL applies to such rows,
+/// renders exactly the tokens the model trained on. The same file could train another chat
+/// model, under its own template. The metadata:
 ///
 /// ```json
 /// {"prompt_id": 0, "template": "capital", "split": "train", "kind": "wrong",
@@ -40,8 +53,12 @@ pub fn to_record(
     );
     metadata.insert("reason".into(), Value::from(verdict.reason.as_str()));
     metadata.extend(extra);
-    let record =
-        Record::new(prompt.question.as_str(), completion, verdict.label).with_metadata(metadata);
+    let record = Record::new(
+        vec![Message::user(prompt.question.as_str())],
+        vec![Message::assistant(completion)],
+        verdict.label,
+    )
+    .with_metadata(metadata);
     record.validate()?;
     Ok(record)
 }
