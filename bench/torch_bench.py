@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch eager twin of `kto_lab::bench` (src/bench.rs): lab 3's model, batch and steps.
+"""PyTorch twin of `kto_lab::bench` (src/bench.rs): lab 3's model, batch and steps, eager or compiled.
 
 Same architecture as src/model/ (VOCAB 512, D_MODEL 128, N_HEADS 4, N_LAYERS 2, MAX_SEQ 64,
 D_FF 512): token + position embeddings, pre-LayerNorm blocks (separate q/k/v Linears, causal
@@ -13,6 +13,14 @@ Same steps as the Rust trainers:
        matched pairs precomputed once; KTO loss (z0 = max(0, mean KL log-ratio), detached);
        backward, clip, AdamW.
 AdamW: betas (0.9, 0.95), eps 1e-8, weight decay 0.01 on matrices only, lr 1e-3.
+
+The same work as the dfdx side, with PyTorch's best ordinary tools for it:
+  - the tied LM head (and log-softmax) only at the completion positions that are scored, as the
+    dfdx model does (not B x S x VOCAB logits);
+  - attention by F.scaled_dot_product_attention(is_causal=True), no mask tensor;
+  - AdamW(fused=True): one kernel for every parameter;
+  - the rows are tensors built once; a step's batch and its mismatched pairs are indexing.
+  --compile adds torch.compile (inductor) on the models; its compilation falls in the warmup.
 
 Synthetic data as in src/bench.rs: row i = prompt of `prompt_len` ids + completion of
 `completion_len - 2 + i % 5` ids, right-padded with id 0; labels alternate up/down. Each step
@@ -47,15 +55,16 @@ class CausalSelfAttention(nn.Module):
         self.v = nn.Linear(D_MODEL, D_MODEL)
         self.c_proj = nn.Linear(D_MODEL, D_MODEL)
 
-    def forward(self, x, mask):  # x: [B, S, M]; mask: additive [S, S]
+    def forward(self, x):  # x: [B, S, M]
         b, s, m = x.shape
         hd = m // N_HEADS
         q = self.q(x).view(b, s, N_HEADS, hd).transpose(1, 2)
         k = self.k(x).view(b, s, N_HEADS, hd).transpose(1, 2)
         v = self.v(x).view(b, s, N_HEADS, hd).transpose(1, 2)
-        # Explicit additive mask, as the dfdx model does (-1e9 above the diagonal).
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd)) + mask
-        y = scores.softmax(dim=-1) @ v
+        # PyTorch's fused attention with its own causal mask (no S x S mask tensor, no
+        # scores materialised where a fused kernel applies): as dfdx's causal core, which
+        # only visits the causal triangle.
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.c_proj(y.transpose(1, 2).reshape(b, s, m))
 
 
@@ -68,8 +77,8 @@ class Block(nn.Module):
         self.c_fc = nn.Linear(D_MODEL, D_FF)
         self.c_proj = nn.Linear(D_FF, D_MODEL)
 
-    def forward(self, x, mask):
-        x = x + self.attn(self.ln_1(x), mask)
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
         return x + self.c_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
 
 
@@ -80,6 +89,7 @@ class Gpt(nn.Module):
         self.wpe = nn.Embedding(MAX_SEQ, D_MODEL)
         self.h = nn.ModuleList([Block() for _ in range(N_LAYERS)])
         self.ln_f = nn.LayerNorm(D_MODEL, eps=1e-5)
+        self.register_buffer("positions", torch.arange(MAX_SEQ), persistent=False)
         proj_std = 0.02 / math.sqrt(2 * N_LAYERS)
         for name, p in self.named_parameters():
             if p.dim() >= 2:
@@ -88,42 +98,58 @@ class Gpt(nn.Module):
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
 
-    def forward(self, ids):  # [B, S] -> logits [B, S, V]
-        s = ids.shape[1]
-        mask = torch.triu(torch.full((s, s), MASK_VALUE), diagonal=1)
-        x = self.wte(ids) + self.wpe(torch.arange(s))
+    def forward(self, inputs, flat_pos, targets):
+        """log p(target) at the scored positions only: inputs [B, S]; flat_pos [N] indices
+        into the flattened [B*S] positions; targets [N]. The tied LM head runs on those N
+        rows, not on all B*S (as dfdx's `sequence_logprobs`/`token_nll` do)."""
+        s = inputs.shape[1]
+        x = self.wte(inputs) + self.wpe(self.positions[:s])
         for block in self.h:
-            x = block(x, mask)
-        return self.ln_f(x) @ self.wte.weight.t()  # tied head
+            x = block(x)
+        h = self.ln_f(x).reshape(-1, D_MODEL).index_select(0, flat_pos)
+        logp = (h @ self.wte.weight.t()).log_softmax(dim=-1)
+        return logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
-def token_batch(pairs):
-    """Right-padded inputs/targets/mask, as kto_lab::model::TokenBatch::new."""
-    seqs = [p + c for p, c in pairs]
-    s = max(len(x) for x in seqs) - 1
-    inputs = torch.full((len(pairs), s), PAD_ID, dtype=torch.long)
-    targets = torch.full((len(pairs), s), PAD_ID, dtype=torch.long)
-    mask = torch.zeros(len(pairs), s)
-    for r, ((p, _), seq) in enumerate(zip(pairs, seqs)):
-        n = len(seq)
-        inputs[r, : n - 1] = torch.tensor(seq[:-1])
-        targets[r, : n - 1] = torch.tensor(seq[1:])
-        mask[r, len(p) - 1 : n - 1] = 1.0
-    return inputs, targets, mask
+class Rows:
+    """The synthetic rows as tensors, built once: prompts [B, P] (every prompt has the same
+    length P), completions [B, C] right-padded with their lengths. A step's batch, or its
+    mismatched pairs (prompt i with completion i+1), is then tensor indexing, no Python loop."""
+
+    def __init__(self, data):
+        b = len(data)
+        c = max(len(comp) for _, comp, _ in data)
+        self.prompts = torch.tensor([p for p, _, _ in data])
+        self.completions = torch.full((b, c), PAD_ID, dtype=torch.long)
+        for r, (_, comp, _) in enumerate(data):
+            self.completions[r, : len(comp)] = torch.tensor(comp)
+        self.lengths = torch.tensor([len(comp) for _, comp, _ in data])
+        self.labels = torch.tensor([label for _, _, label in data])
+        self.p = self.prompts.shape[1]
+
+    def batch(self, prompt_rows, completion_rows):
+        """Inputs [B, S], and the scored positions: flat indices [N], their targets [N] and
+        rows [N] (as kto_lab::model::TokenBatch: row r scores its completion tokens)."""
+        seq = torch.cat([self.prompts[prompt_rows], self.completions[completion_rows]], dim=1)
+        inputs, targets = seq[:, :-1], seq[:, 1:]
+        s = inputs.shape[1]
+        # Completion token j of a row sits at input position P - 1 + j.
+        j = torch.arange(s) - (self.p - 1)
+        mask = (j >= 0) & (j < self.lengths[completion_rows].unsqueeze(1))
+        flat_pos = mask.reshape(-1).nonzero().squeeze(1)
+        rows = torch.div(flat_pos, s, rounding_mode="floor")
+        return inputs.contiguous(), flat_pos, targets.reshape(-1)[flat_pos], rows
 
 
-def token_logprobs(model, batch):
-    inputs, targets, mask = batch
-    logp = model(inputs).log_softmax(dim=-1)
-    return logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * mask
-
-
-def sequence_logprobs(model, batch):
-    return token_logprobs(model, batch).sum(dim=1)
+def sequence_logprobs(model, batch, n_rows):
+    inputs, flat_pos, targets, rows = batch
+    tok = model(inputs, flat_pos, targets)
+    return torch.zeros(n_rows, dtype=tok.dtype).index_add(0, rows, tok)
 
 
 def token_nll(model, batch):
-    return -token_logprobs(model, batch).sum() / batch[2].sum().clamp(min=1.0)
+    inputs, flat_pos, targets, _ = batch
+    return -model(inputs, flat_pos, targets).mean()
 
 
 def kto_loss(policy, reference, kl_policy, kl_reference, labels, beta=0.1, wd=1.0, wu=1.0):
@@ -137,12 +163,9 @@ def kto_loss(policy, reference, kl_policy, kl_reference, labels, beta=0.1, wd=1.
 def make_optimizer(model):
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=1e-3,
-        betas=(0.9, 0.95),
-        eps=1e-8,
-    )
+    groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
+    # One fused kernel over every parameter (as dfdx's one-loop AdamW).
+    return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, fused=True)
 
 
 def optimizer_step(model, opt, loss):
@@ -182,31 +205,35 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="torch.compile the models (inductor)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    maybe_compile = torch.compile if args.compile else (lambda m: m)
+    if args.compile:
+        # Compilation happens in the warmup steps, which are not timed; give it enough.
+        args.warmup = max(args.warmup, 3)
 
     data = examples(args)
-    pairs = [(p, c) for p, c, _ in data]
-    batch = token_batch(pairs)
-    rows, seq_len = batch[0].shape
-    completion = int(batch[2].sum().item())
-    order = random.Random(args.seed + 1)
-
-    def shuffled():
-        idx = list(range(len(data)))
-        order.shuffle(idx)
-        return idx
+    rows = Rows(data)
+    b = len(data)
+    every = torch.arange(b)
+    full = rows.batch(every, every)
+    seq_len = full[0].shape[1]
+    completion = full[1].numel()
+    order = torch.Generator().manual_seed(args.seed + 1)
 
     # SFT
     model = Gpt()
     opt = make_optimizer(model)
+    run = maybe_compile(model)
     sft_ms = []
     for i in range(args.warmup + args.steps):
         t = time.perf_counter()
-        b = token_batch([pairs[j] for j in shuffled()])
+        idx = torch.randperm(b, generator=order)
+        batch = rows.batch(idx, idx)
         opt.zero_grad(set_to_none=True)
-        loss = token_nll(model, b)
+        loss = token_nll(run, batch)
         loss_value = loss.item()  # the trainer logs the loss
         optimizer_step(model, opt, loss)
         if i >= args.warmup:
@@ -218,31 +245,32 @@ def main():
     reference = Gpt()
     reference.load_state_dict(policy.state_dict())
     reference.requires_grad_(False)
+    run_policy, run_reference = maybe_compile(policy), maybe_compile(reference)
     with torch.no_grad():
-        ref_matched = sequence_logprobs(reference, batch)
+        ref_matched = sequence_logprobs(run_reference, full, b)
     opt = make_optimizer(policy)
     kto_ms = []
     for i in range(args.warmup + args.steps):
         t = time.perf_counter()
-        idx = shuffled()
-        b = token_batch([pairs[j] for j in idx])
-        kl = token_batch([(pairs[idx[k]][0], pairs[idx[(k + 1) % len(idx)]][1]) for k in range(len(idx))])
-        labels = torch.tensor([data[j][2] for j in idx])
+        idx = torch.randperm(b, generator=order)
+        batch = rows.batch(idx, idx)
+        kl = rows.batch(idx, idx.roll(-1))  # prompt of row k with the completion of row k+1
         opt.zero_grad(set_to_none=True)
-        policy_logps = sequence_logprobs(policy, b)
+        policy_logps = sequence_logprobs(run_policy, batch, b)
         with torch.no_grad():
-            kl_policy = sequence_logprobs(policy, kl)
-            kl_reference = sequence_logprobs(reference, kl)
-        loss = kto_loss(policy_logps, ref_matched[idx], kl_policy, kl_reference, labels)
+            kl_policy = sequence_logprobs(run_policy, kl, b)
+            kl_reference = sequence_logprobs(run_reference, kl, b)
+        loss = kto_loss(policy_logps, ref_matched[idx], kl_policy, kl_reference, rows.labels[idx])
         loss_value = loss.item()
         optimizer_step(policy, opt, loss)
         if i >= args.warmup:
             kto_ms.append((time.perf_counter() - t) * 1e3)
     assert math.isfinite(loss_value)
 
-    positions = rows * seq_len
+    positions = b * seq_len
+    mode = "torch.compile (inductor)" if args.compile else "eager"
     report = {
-        "implementation": f"pytorch {torch.__version__} eager (cpu, {torch.get_num_threads()} threads)",
+        "implementation": f"pytorch {torch.__version__} {mode} (cpu, {torch.get_num_threads()} threads)",
         "config": {
             "batch": args.batch,
             "prompt_len": args.prompt_len,

@@ -1,11 +1,14 @@
 //! `kto-lab bench`: lab 3's SFT and KTO steps timed in dfdx ([`kto_lab::bench`]) and, when a
-//! Python with torch is at hand, in PyTorch eager (`bench/torch_bench.py`), alternating rounds
-//! in one run on the same machine; then a table of medians and the torch/dfdx ratio.
+//! Python with torch is at hand, in PyTorch eager and under `torch.compile`
+//! (`bench/torch_bench.py`, the same work with PyTorch's own fast paths), in rounds on the same
+//! machine — each round runs the sides in a shuffled order — then every round's ratios and the
+//! medians.
 //!
 //! ```text
 //! kto-lab bench                          # batch 32, seq 21 (lab 3's toy world)
 //! kto-lab bench --long                   # seq 48
-//! kto-lab bench --rounds 3 --json bench.json
+//! kto-lab bench --rounds 5 --json bench.json
+//! kto-lab bench --no-compile             # dfdx and eager only (compiling takes a while)
 //! ```
 //!
 //! The Python interpreter is `--python`, else `$KTO_LAB_PYTHON`, else `python3`.
@@ -17,6 +20,9 @@ use std::process::Command;
 use anyhow::{bail, Result};
 use clap::Args;
 use kto_lab::bench::{run_bench, BenchConfig, BenchReport, StepTiming};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 /// The PyTorch twin of the dfdx bench, shipped in the repository.
 const TORCH_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/torch_bench.py");
@@ -47,12 +53,16 @@ pub struct BenchArgs {
     /// Turn dfdx's allocation cache on (off in lab 3: with threads it can abort inside dfdx).
     #[arg(long)]
     cache: bool,
-    /// Alternate the two sides this many times; medians are over all rounds' steps.
+    /// Run every side this many times, in a shuffled order each round (seeded by --seed);
+    /// medians are over all rounds' steps.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-    /// Skip the PyTorch side.
+    /// Skip the PyTorch sides.
     #[arg(long)]
     no_torch: bool,
+    /// Skip the torch.compile side (its compilation takes tens of seconds a round).
+    #[arg(long)]
+    no_compile: bool,
     /// The Python interpreter (default: $KTO_LAB_PYTHON, else python3).
     #[arg(long)]
     python: Option<String>,
@@ -102,9 +112,40 @@ fn torch_available(python: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn run_torch(python: &str, threads: usize, cfg: &BenchConfig) -> Result<BenchReport> {
-    let out = Command::new(python)
-        .arg(TORCH_SCRIPT)
+/// The implementations a bench compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Side {
+    Dfdx,
+    /// PyTorch eager, with the same tricks as the dfdx model.
+    Eager,
+    /// The same under `torch.compile`.
+    Compiled,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Dfdx => "dfdx",
+            Side::Eager => "torch eager",
+            Side::Compiled => "torch.compile",
+        }
+    }
+}
+
+fn run_torch(
+    python: &str,
+    threads: usize,
+    cfg: &BenchConfig,
+    compiled: bool,
+) -> Result<BenchReport> {
+    let mut cmd = Command::new(python);
+    if compiled {
+        cmd.arg(TORCH_SCRIPT).arg("--compile");
+    } else {
+        cmd.arg(TORCH_SCRIPT);
+    }
+    let out = cmd
         .args(["--batch", &cfg.batch.to_string()])
         .args(["--prompt-len", &cfg.prompt_len.to_string()])
         .args(["--completion-len", &cfg.completion_len.to_string()])
@@ -139,31 +180,6 @@ fn merge(mut reports: Vec<BenchReport>) -> BenchReport {
     out
 }
 
-fn row(
-    w: &mut impl Write,
-    name: &str,
-    rust: &StepTiming,
-    torch: Option<&StepTiming>,
-) -> Result<()> {
-    let dash = || "—".to_string();
-    let t = |f: fn(&StepTiming) -> f64| torch.map_or_else(dash, |x| format!("{:.1}", f(x)));
-    let ratio = torch.map_or_else(dash, |x| {
-        format!("{:.2}×", rust.tokens_per_s / x.tokens_per_s)
-    });
-    writeln!(
-        w,
-        "| {name:<4} | {:>9.1} | {:>9} | {:>8.1} | {:>9} | {:>10.0} | {:>11} | {:>10} |",
-        rust.median_ms,
-        t(|x| x.median_ms),
-        rust.min_ms,
-        t(|x| x.min_ms),
-        rust.tokens_per_s,
-        torch.map_or_else(dash, |x| format!("{:.0}", x.tokens_per_s)),
-        ratio,
-    )?;
-    Ok(())
-}
-
 /// Runs the bench as `args` asks, printing progress on stderr and the table on `w`.
 pub fn run(args: &BenchArgs, w: &mut impl Write) -> Result<()> {
     let cfg = args.config();
@@ -174,50 +190,120 @@ pub fn run(args: &BenchArgs, w: &mut impl Write) -> Result<()> {
         eprintln!("note: `{python} -c \"import torch\"` failed; timing dfdx only (set --python or KTO_LAB_PYTHON)");
     }
     let rounds = args.rounds.max(1);
-    let (mut rust, mut py) = (Vec::new(), Vec::new());
-    for round in 1..=rounds {
-        eprintln!("round {round}/{rounds}: dfdx …");
-        rust.push(run_bench(&cfg)?);
-        if torch {
-            eprintln!("round {round}/{rounds}: pytorch …");
-            py.push(run_torch(&python, args.torch_threads, &cfg)?);
+    let mut sides = vec![Side::Dfdx];
+    if torch {
+        sides.push(Side::Eager);
+        if !args.no_compile {
+            sides.push(Side::Compiled);
         }
     }
-    let rust = merge(rust);
-    let py = (!py.is_empty()).then(|| merge(py));
-
+    // Which side runs first matters on a machine that heats up or gets busier: shuffle.
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0x0bde);
+    let mut results: Vec<Vec<BenchReport>> = vec![Vec::new(); sides.len()];
+    let mut orders = Vec::new();
+    for round in 1..=rounds {
+        let mut order: Vec<usize> = (0..sides.len()).collect();
+        order.shuffle(&mut rng);
+        for &i in &order {
+            eprintln!("round {round}/{rounds}: {} …", sides[i].name());
+            results[i].push(match sides[i] {
+                Side::Dfdx => run_bench(&cfg)?,
+                Side::Eager => run_torch(&python, args.torch_threads, &cfg, false)?,
+                Side::Compiled => run_torch(&python, args.torch_threads, &cfg, true)?,
+            });
+        }
+        orders.push(order.iter().map(|&i| sides[i]).collect::<Vec<_>>());
+    }
+    let pooled: Vec<BenchReport> = results.iter().cloned().map(merge).collect();
+    let rust = &pooled[0];
     writeln!(
         w,
         "batch {} × seq {} ({} completion tokens/row on average), {} warmup + {} timed steps × {rounds} round(s), {} cores",
         cfg.batch, rust.seq_len, cfg.completion_len, cfg.warmup, cfg.steps, rust.threads
     )?;
-    writeln!(w, "dfdx:    {}", rust.implementation)?;
-    if let Some(p) = &py {
-        writeln!(w, "pytorch: {}", p.implementation)?;
-        if p.seq_len != rust.seq_len {
+    for (side, report) in sides.iter().zip(&pooled) {
+        writeln!(
+            w,
+            "{:<14} {}",
+            format!("{}:", side.name()),
+            report.implementation
+        )?;
+        if report.seq_len != rust.seq_len {
             eprintln!(
                 "warning: the sides ran different shapes (seq {} vs {})",
-                rust.seq_len, p.seq_len
+                rust.seq_len, report.seq_len
             );
         }
     }
-    writeln!(w)?;
-    writeln!(w, "| step | dfdx ms   | torch ms  | dfdx min | torch min | dfdx tok/s | torch tok/s | dfdx÷torch tok/s |")?;
-    writeln!(w, "|------|-----------|-----------|----------|-----------|------------|-------------|------------|")?;
-    row(w, "SFT", &rust.sft, py.as_ref().map(|p| &p.sft))?;
-    row(w, "KTO", &rust.kto, py.as_ref().map(|p| &p.kto))?;
+    for (step, pick) in [
+        (
+            "SFT",
+            (|r: &BenchReport| &r.sft) as fn(&BenchReport) -> &StepTiming,
+        ),
+        ("KTO", |r: &BenchReport| &r.kto),
+    ] {
+        writeln!(w, "\n{step} step, median ms per round (dfdx÷X = X ms ÷ dfdx ms: above 1, dfdx is faster)\n")?;
+        let mut header = "| round | order |".to_string();
+        let mut rule = "|---|---|".to_string();
+        for side in &sides {
+            header += &format!(" {} ms |", side.name());
+            rule += "---|";
+        }
+        for side in &sides[1..] {
+            header += &format!(" dfdx÷{} |", side.name());
+            rule += "---|";
+        }
+        writeln!(w, "{header}\n{rule}")?;
+        let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
+        for (round, order) in orders.iter().enumerate() {
+            let names: Vec<&str> = order.iter().map(|s| s.name()).collect();
+            let ms: Vec<f64> = results.iter().map(|r| pick(&r[round]).median_ms).collect();
+            let mut line = format!("| {} | {} |", round + 1, names.join(" → "));
+            for m in &ms {
+                line += &format!(" {m:.1} |");
+            }
+            for (i, m) in ms.iter().enumerate().skip(1) {
+                ratios[i].push(m / ms[0]);
+                line += &format!(" {:.2}× |", m / ms[0]);
+            }
+            writeln!(w, "{line}")?;
+        }
+        let mut line =
+            "| **median** | all steps pooled; ratios: median of the rounds' |".to_string();
+        for r in &pooled {
+            line += &format!(" **{:.1}** |", pick(r).median_ms);
+        }
+        for r in ratios.iter_mut().skip(1) {
+            line += &format!(" **{:.2}×** |", median(r));
+        }
+        writeln!(w, "{line}")?;
+    }
     writeln!(w)?;
     writeln!(
         w,
-        "ms: median (and min) wall time of a step; tok/s counts every position of every forward (SFT: B·S = {}, KTO: 3·B·S = {}).",
-        rust.sft.tokens_per_step, rust.kto.tokens_per_step
+        "ms: wall time of a step (batch, forwards, loss, backward, clip, AdamW); each side does the same work: SFT {} positions, KTO 3 forwards of {} (LM head only at the scored completion tokens).",
+        rust.sft.tokens_per_step, rust.sft.tokens_per_step
     )?;
-    writeln!(w, "dfdx÷torch tok/s: above 1 means dfdx is faster (= torch median ms ÷ dfdx median ms); the target is ≥ 1.")?;
     if let Some(path) = &args.json {
-        let both = serde_json::json!({ "dfdx": rust, "pytorch": py });
-        std::fs::write(path, serde_json::to_string_pretty(&both)?)
+        let by_side: serde_json::Map<String, serde_json::Value> = sides
+            .iter()
+            .zip(&results)
+            .map(|(s, r)| Ok((s.name().to_string(), serde_json::to_value(r)?)))
+            .collect::<Result<_, serde_json::Error>>()?;
+        let all = serde_json::json!({ "orders": orders, "rounds": by_side });
+        std::fs::write(path, serde_json::to_string_pretty(&all)?)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The median of some numbers (NaN for none).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }

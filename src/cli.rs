@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use kto_lab::feedback::{self, FeedbackStore, Record, TornTail};
 use kto_lab::losses::request::LossRequest;
+use kto_lab::pipeline;
 use kto_lab::report::metrics_table;
 
 /// kto-lab — align a language model from thumbs-up/thumbs-down feedback with KTO.
@@ -85,6 +86,10 @@ struct TrainArgs {
     /// Seed of everything random.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Run the loop with N seeds (SEED, SEED + 1, …), each into OUT/seed-S/, and report each
+    /// method's rates as mean ± spread over them (OUT/seeds.{md,json}).
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
     /// SFT optimizer steps.
     #[arg(long)]
     sft_steps: Option<usize>,
@@ -104,6 +109,10 @@ struct TrainArgs {
     /// KTO's λU.
     #[arg(long)]
     undesirable_weight: Option<f32>,
+    /// Look at the desirable rate every N training steps (logged in metrics.jsonl and drawn as
+    /// desirable_rate_curves); 0 turns the looks off.
+    #[arg(long)]
+    probe_every: Option<usize>,
     /// `cpu`, or `cuda` in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -153,6 +162,16 @@ impl TrainArgs {
         }
         if let Some(w) = self.undesirable_weight {
             cfg.kto_loss.undesirable_weight = w;
+        }
+        if let Some(every) = self.probe_every {
+            cfg.probe = match (every, cfg.probe) {
+                (0, _) => None,
+                (every, Some(p)) => Some(pipeline::ProbeConfig { every, ..p }),
+                (every, None) => Some(pipeline::ProbeConfig {
+                    every,
+                    samples_per_prompt: 2,
+                }),
+            };
         }
         cfg.kto_loss.validate()?;
         cfg.sft_checkpoint = self.resume_sft.clone();
@@ -227,13 +246,17 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::tour::run(&dir.join("tour"), &mut out)?;
             writeln!(out)?;
             let cfg = kto_lab::pipeline::LoopConfig::default();
-            crate::lab3::run(&cfg, &dir.join("lab3"), true, &mut out)
+            crate::lab3::run(&cfg, &dir.join("lab3"), true, &mut out).map(|_| ())
         }
         Command::Tour { out: dir } => crate::tour::run(&dir, &mut out),
         Command::Bench(args) => crate::bench_cmd::run(&args, &mut out),
         Command::Train(args) => {
             let cfg = args.config()?;
-            crate::lab3::run(&cfg, &args.out, !args.quiet, &mut out)
+            match args.seeds {
+                0 => anyhow::bail!("--seeds 0: at least 1 seed"),
+                1 => crate::lab3::run(&cfg, &args.out, !args.quiet, &mut out).map(|_| ()),
+                n => crate::lab3::run_seeds(&cfg, n, &args.out, !args.quiet, &mut out),
+            }
         }
         Command::Export {
             dir,

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use kto_lab::model::Model;
-use kto_lab::pipeline::{self, LoopConfig};
+use kto_lab::pipeline::{self, LoopConfig, LoopReport, SeedSummary};
 use kto_lab::train::MetricsLog;
 
 /// The files the loop appends to; removed first so each run starts fresh. Everything else it
@@ -14,7 +14,7 @@ use kto_lab::train::MetricsLog;
 pub const APPENDED: [&str; 2] = ["feedback.jsonl", "metrics.jsonl"];
 
 /// Runs the loop with `cfg`, printing progress and the table to `w`, writing into `out`.
-pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> Result<()> {
+pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> Result<LoopReport> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("{}: cannot create the output folder: {e}", out.display()))?;
     for name in APPENDED {
@@ -81,6 +81,10 @@ pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> 
         ("kto_curves", pipeline::kto_curves(records)),
         ("loss_curves", pipeline::loss_curves(records)),
         ("desirable_rate", pipeline::desirable_rates(report)),
+        (
+            "desirable_rate_curves",
+            pipeline::desirable_rate_curves(records),
+        ),
     ] {
         chart.save_svg(out.join(format!("{name}.svg")))?;
         chart.save_png(out.join(format!("{name}.png")))?;
@@ -90,5 +94,39 @@ pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> 
         "Wrote {}/: feedback.jsonl, metrics.jsonl, report.md, checkpoints (*.safetensors, tokenizer.json), charts",
         out.display()
     )?;
+    Ok(outcome.report)
+}
+
+/// Runs the loop with `n` seeds (`cfg.seed`, `cfg.seed + 1`, …), each into `out/seed-S/`, then
+/// writes and prints each method's numbers as mean ± spread over the seeds
+/// (`out/seeds.{md,json}`).
+pub fn run_seeds(
+    cfg: &LoopConfig,
+    n: u64,
+    out: &Path,
+    progress: bool,
+    w: &mut impl Write,
+) -> Result<()> {
+    let mut runs = Vec::new();
+    for seed in (0..n).map(|i| cfg.seed + i) {
+        writeln!(w, "-- seed {seed} --")?;
+        let cfg = LoopConfig {
+            seed,
+            ..cfg.clone()
+        };
+        let report = run(&cfg, &out.join(format!("seed-{seed}")), progress, w)?;
+        runs.push((seed, report));
+        writeln!(w)?;
+    }
+    let summary = SeedSummary::of(&runs).map_err(anyhow::Error::msg)?;
+    let md = summary.markdown();
+    writeln!(w, "== Lab 3 over {n} seeds ==\n\n{md}")?;
+    let write = |name: &str, text: String| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    };
+    write("seeds.md", format!("# Lab 3 over {n} seeds\n\n{md}"))?;
+    write("seeds.json", serde_json::to_string_pretty(&summary)?)?;
+    writeln!(w, "Wrote {}/seeds.md and seeds.json", out.display())?;
     Ok(())
 }

@@ -361,6 +361,15 @@ fn train_rejects_a_device_this_build_lacks_and_bad_beta() {
         "--quiet",
     ]);
     assert_one_line_error(&o, "--kto-rounds 0: at least 1 round");
+    let o = kto_lab(&[
+        "train",
+        "--out",
+        out.to_str().unwrap(),
+        "--seeds",
+        "0",
+        "--quiet",
+    ]);
+    assert_one_line_error(&o, "--seeds 0: at least 1 seed");
     assert!(
         !out.exists(),
         "nothing is written before the settings are checked"
@@ -383,9 +392,12 @@ fn bench_times_both_steps_and_says_when_torch_is_missing() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
-        text.contains("| SFT  |") && text.contains("| KTO  |"),
+        text.contains("SFT step, median ms per round") && text.contains("KTO step, median ms"),
         "{text}"
     );
+    // One round, dfdx alone: its row, then the medians.
+    assert!(text.contains("| 1 | dfdx |"), "{text}");
+    assert!(text.contains("| **median** |"), "{text}");
     assert!(stderr(&o).contains("timing dfdx only"), "{}", stderr(&o));
     let o = kto_lab(&["bench", "--batch", "1", "--no-torch"]);
     assert_one_line_error(

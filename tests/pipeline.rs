@@ -3,7 +3,10 @@
 //! of the SFT model's answers.
 
 use kto_lab::classroom::{new_model, ClassroomModel};
-use kto_lab::pipeline::{run_loop, LoopConfig};
+use kto_lab::pipeline::{
+    desirable_rate_curves, desirable_rates, run_loop, LoopConfig, PROBE_HELD_OUT_RATE,
+    PROBE_TRAIN_RATE,
+};
 use kto_lab::train::{MetricsLog, TrainConfig};
 use kto_lab::world::Template;
 
@@ -74,6 +77,56 @@ fn kto_raises_the_desirable_rate_on_the_toy_world() {
     ] {
         assert_eq!(log.phase(phase).count(), steps, "{phase}");
     }
+
+    // The probe looked every 10 steps and after the last one, on both prompt sets; at the SFT
+    // model only after its last step (where every curve starts).
+    let looks = |phase: &str| -> Vec<usize> {
+        log.phase(phase)
+            .filter(|r| r.metrics.contains_key(PROBE_TRAIN_RATE))
+            .map(|r| r.step + 1)
+            .collect()
+    };
+    assert_eq!(looks("sft"), [cfg.sft.steps]);
+    assert_eq!(looks("kto"), [10, 20, 30, 40, 50, 60]);
+    assert_eq!(looks("dpo"), [10, 20, 30, 40]);
+    assert_eq!(looks("kto-round2"), [10, 20]);
+    let last = |phase: &str, key: &str| -> f64 {
+        let rates: Vec<f64> = log
+            .phase(phase)
+            .filter_map(|r| r.metrics.get(key)?.as_f64())
+            .collect();
+        assert!(rates.iter().all(|r| (0.0..=1.0).contains(r)), "{rates:?}");
+        *rates.last().unwrap()
+    };
+    let _ = last("kto", PROBE_HELD_OUT_RATE);
+    assert!(
+        last("kto", PROBE_TRAIN_RATE) > last("sft", PROBE_TRAIN_RATE),
+        "KTO's last look is above the SFT model's"
+    );
+    // The curves: from the SFT model's rate at step 0; round 2 goes on where round 1 ended.
+    let chart = desirable_rate_curves(log.records());
+    let series = |name: &str| {
+        let s = chart.series.iter().find(|s| s.name == name);
+        s.unwrap_or_else(|| panic!("no {name:?} in {:?}", chart.series))
+    };
+    let kto = series("kto, training prompts");
+    assert_eq!(kto.points[0], (0.0, 100.0 * last("sft", PROBE_TRAIN_RATE)));
+    assert_eq!(kto.points.len(), 7);
+    let round2 = series("kto-round2, held-out");
+    assert_eq!(
+        round2.points[0],
+        *series("kto, held-out").points.last().unwrap()
+    );
+    assert_eq!(round2.points.last().unwrap().0, 80.0);
+    // Before/after as a dumbbell per method and prompt set: 4 methods × 2 rows.
+    let dumbbells = desirable_rates(&out.report);
+    assert_eq!(dumbbells.y_categories.len(), 8);
+    assert!(
+        dumbbells.y_categories[7].starts_with("KTO · training prompts: "),
+        "{:?}",
+        dumbbells.y_categories
+    );
+    assert!(dumbbells.to_svg().unwrap().contains("KTO · held-out"));
 
     // A second run into the same folder refuses to append to the old feedback.
     let again =

@@ -93,6 +93,8 @@ pub enum LineStyle {
     Solid,
     /// A dashed line: for references, baselines and "the other version" of a curve.
     Dashed,
+    /// No line at all: only the points' dots (see [`Series::dots`]).
+    Hidden,
 }
 
 /// One named curve.
@@ -108,6 +110,9 @@ pub struct Series {
     pub style: LineStyle,
     /// Line width in pixels.
     pub width: u32,
+    /// Radius in pixels of a filled dot drawn at every point (`None`: no dots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dot: Option<u32>,
 }
 
 impl Series {
@@ -119,7 +124,23 @@ impl Series {
             color,
             style: LineStyle::Solid,
             width: 2,
+            dot: None,
         }
+    }
+
+    /// Dots of radius `radius` pixels at the points, with no line between them (a scatter).
+    pub fn dots(name: impl Into<String>, points: Vec<(f64, f64)>, color: Rgb, radius: u32) -> Self {
+        Self {
+            style: LineStyle::Hidden,
+            dot: Some(radius),
+            ..Self::line(name, points, color)
+        }
+    }
+
+    /// The same series with a dot of radius `radius` pixels at every point.
+    pub fn with_dots(mut self, radius: u32) -> Self {
+        self.dot = Some(radius);
+        self
     }
 
     /// The same line, dashed.
@@ -227,6 +248,10 @@ pub struct LineChart {
     pub hlines: Vec<RefLine>,
     /// Where to put the legend: pick an empty corner so it hides no curve.
     pub legend: LegendPosition,
+    /// Names for the rows y = 0, 1, 2, …: when set, the y axis shows them instead of numbers
+    /// (a dot plot or dumbbell chart of categories). Empty: a numeric y axis.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub y_categories: Vec<String>,
     /// Image width in pixels.
     pub width: u32,
     /// Image height in pixels.
@@ -258,6 +283,7 @@ impl LineChart {
             vlines: Vec::new(),
             hlines: Vec::new(),
             legend: LegendPosition::UpperLeft,
+            y_categories: Vec::new(),
             width: CHART_SIZE.0,
             height: CHART_SIZE.1,
         }
@@ -315,6 +341,13 @@ impl LineChart {
     /// Moves the legend.
     pub fn with_legend(mut self, position: LegendPosition) -> Self {
         self.legend = position;
+        self
+    }
+
+    /// Names the rows y = 0, 1, 2, … (the first name is the bottom row) and shows the names
+    /// on the y axis instead of numbers. The y range fits the rows unless set.
+    pub fn with_y_categories(mut self, names: Vec<String>) -> Self {
+        self.y_categories = names;
         self
     }
 

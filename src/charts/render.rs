@@ -65,25 +65,47 @@ pub fn draw<DB: DrawingBackend>(
     let ((x0, x1), (y0, y1)) = ranges(chart);
 
     root.fill(&WHITE).map_err(plot_err)?;
+    // Row names need room of their own; numbers fit in 64 pixels.
+    let category_style = TextStyle::from((FONT_FAMILY, TICK_SIZE).into_font())
+        .pos(Pos::new(HPos::Right, VPos::Center));
+    let mut y_area = 64;
+    for name in &chart.y_categories {
+        let (w, _) = root
+            .estimate_text_size(name, &category_style)
+            .map_err(plot_err)?;
+        y_area = y_area.max(w + 24);
+    }
     let mut ctx = ChartBuilder::on(root)
         .caption(&chart.title, (FONT_FAMILY, TITLE_SIZE))
         .margin(16)
         .x_label_area_size(50)
-        .y_label_area_size(64)
+        .y_label_area_size(y_area)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(plot_err)?;
 
-    ctx.configure_mesh()
-        .x_desc(chart.x_label.as_str())
+    let mut mesh = ctx.configure_mesh();
+    mesh.x_desc(chart.x_label.as_str())
         .y_desc(chart.y_label.as_str())
         .axis_desc_style((FONT_FAMILY, AXIS_LABEL_SIZE))
         .label_style((FONT_FAMILY, TICK_SIZE))
         .x_label_formatter(&tick_label)
         .y_label_formatter(&tick_label)
         .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
-        .light_line_style(TRANSPARENT)
-        .draw()
+        .light_line_style(TRANSPARENT);
+    if !chart.y_categories.is_empty() {
+        // The names are drawn below, one per row, instead of numeric ticks.
+        mesh.y_labels(0);
+    }
+    mesh.draw().map_err(plot_err)?;
+    for (row, name) in chart.y_categories.iter().enumerate() {
+        let (x, y) = ctx.backend_coord(&(x0, row as f64));
+        root.draw(&Text::new(
+            name.as_str(),
+            (x - 10, y),
+            category_style.clone(),
+        ))
         .map_err(plot_err)?;
+    }
 
     for area in &chart.shaded {
         let fill = color(area.color).mix(area.opacity).filled();
@@ -104,6 +126,16 @@ pub fn draw<DB: DrawingBackend>(
     }
     for s in &chart.series {
         draw_line(&mut ctx, &s.points, s.color, s.width, s.style, &s.name)?;
+        if let Some(radius) = s.dot {
+            let fill = color(s.color).filled();
+            let dots = s.points.iter().map(|&p| Circle::new(p, radius, fill));
+            let anno = ctx.draw_series(dots).map_err(plot_err)?;
+            // A line's legend entry is its stroke; a scatter's is a dot.
+            if s.style == LineStyle::Hidden && !s.name.is_empty() {
+                anno.label(s.name.as_str())
+                    .legend(move |(x, y)| Circle::new((x + LEGEND_LINE_LEN / 2, y), radius, fill));
+            }
+        }
     }
     // Areas were drawn first so they sit under the curves, but their legend entries should
     // come after the curves'. An empty series carries a legend entry and draws nothing.
@@ -191,6 +223,7 @@ fn draw_line<DB: DrawingBackend>(
                 });
             }
         }
+        LineStyle::Hidden => {}
     }
     Ok(())
 }
@@ -376,9 +409,18 @@ fn ranges(chart: &LineChart) -> ((f64, f64), (f64, f64)) {
     chart.shaded.iter().for_each(|a| ys.add(a.baseline));
     chart.hlines.iter().for_each(|l| ys.add(l.at));
     chart.vlines.iter().for_each(|l| xs.add(l.at));
+    // Rows of categories get half a row of room at the top and bottom.
+    let rows = chart.y_categories.len() as f64;
+    let fit_y = || {
+        if rows > 0.0 {
+            (-0.6, rows - 0.4)
+        } else {
+            ys.fit(0.05)
+        }
+    };
     (
         chart.x_range.unwrap_or_else(|| xs.fit(0.0)),
-        chart.y_range.unwrap_or_else(|| ys.fit(0.05)),
+        chart.y_range.unwrap_or_else(fit_y),
     )
 }
 

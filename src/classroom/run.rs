@@ -117,6 +117,11 @@ impl ClassroomRun {
         pipeline::desirable_rates(&self.outcome.report)
     }
 
+    /// The desirable rate during training, per method (the probe's looks every few steps).
+    pub fn desirable_rate_curves(&self) -> LineChart {
+        pipeline::desirable_rate_curves(&self.records)
+    }
+
     /// log π(answer | question) under one of the models (the answer encoded as a completion,
     /// ending with `<|endoftext|>`).
     pub fn score(&self, which: Which, question: &str, answer: &str) -> Result<f32, LoopError> {
@@ -257,7 +262,12 @@ mod tests {
             .score(Which::Sft, "What color is the sky?", "The sky is blue.")
             .unwrap();
         assert!(lp.is_finite() && lp < 0.0);
-        for chart in [run.kto_curves(), run.loss_curves(), run.desirable_rates()] {
+        for chart in [
+            run.kto_curves(),
+            run.loss_curves(),
+            run.desirable_rates(),
+            run.desirable_rate_curves(),
+        ] {
             assert!(!chart.series.is_empty());
         }
         assert_eq!(run.tokenizer().vocab_size(), crate::model::VOCAB);

@@ -68,62 +68,133 @@ pub fn loss_curves(records: &[StepRecord]) -> LineChart {
     chart
 }
 
-/// The color of a report row, the same as its phase's in [`loss_curves`].
+/// The color of a report row or a phase, the same as in [`loss_curves`].
 fn method_color(method: &str) -> Rgb {
-    if method.starts_with("KTO, round") {
+    let m = method.to_lowercase();
+    if m.starts_with("kto, round") || m.starts_with("kto-round") {
         Rgb::RED
-    } else if method.starts_with("KTO, 90%") {
+    } else if m.starts_with("kto, 90%") || m.starts_with("kto-imbalanced") {
         Rgb::ORANGE
-    } else if method.starts_with("DPO") {
+    } else if m.starts_with("dpo") {
         Rgb::BLUE
     } else {
         Rgb::GREEN
     }
 }
 
-/// Desirable rate before (x = 0, the SFT model) and after (x = 1) each method: one line per
-/// method, so KTO vs DPO vs imbalanced KTO reads at a glance.
+/// Percent, for the rate axes.
+fn pct(rate: Option<f64>) -> Option<f64> {
+    rate.map(|r| 100.0 * r)
+}
+
+/// Desirable rate before and after each method, as a dumbbell chart: one row per method and
+/// prompt set (the prompts the feedback came from, and the held-out ones), a gray dot at the
+/// SFT model's rate, a colored dot at the trained model's, joined by a line (dashed for the
+/// held-out prompts) — so the length and direction of each move, and KTO vs DPO vs imbalanced
+/// KTO, read at a glance. Each row's name carries its numbers, so the chart needs no legend.
 pub fn desirable_rates(report: &LoopReport) -> LineChart {
-    let before = report
-        .rows
-        .first()
-        .and_then(|r| r.all_prompts.judged.desirable_rate)
-        .unwrap_or(0.0);
     let mut chart = LineChart::new(
-        "Desirable rate of sampled answers, before → after",
-        "0 = SFT model, 1 = after preference training",
-        "desirable rate",
+        "Desirable rate of sampled answers: SFT model (gray) → after training",
+        "desirable rate (%)",
+        "",
     )
-    .with_ranges(Some((0.0, 1.0)), Some((0.0, 1.0)))
+    .with_ranges(Some((0.0, 100.0)), None);
+    let Some((sft, methods)) = report.rows.split_first() else {
+        return chart;
+    };
+    let label = |rate: Option<f64>| rate.map_or("—".to_string(), |r| format!("{r:.0}%"));
+    // Top to bottom: each method's training-prompt row, then its held-out row.
+    let mut names = Vec::new();
+    let rows = 2 * methods.len();
+    for (i, row) in methods.iter().enumerate() {
+        let sets = [
+            ("training prompts", &sft.train_prompts, &row.train_prompts),
+            ("held-out", &sft.held_out, &row.held_out),
+        ];
+        for (j, (set, before, after)) in sets.into_iter().enumerate() {
+            let y = (rows - 1 - (2 * i + j)) as f64;
+            let before = pct(before.judged.desirable_rate);
+            let after = pct(after.judged.desirable_rate);
+            names.push(format!(
+                "{} · {set}: {} → {}",
+                row.method,
+                label(before),
+                label(after)
+            ));
+            let color = method_color(&row.method);
+            if let (Some(b), Some(a)) = (before, after) {
+                let segment = Series::line("", vec![(b, y), (a, y)], color);
+                chart = chart
+                    .with_series(if j == 1 { segment.dashed() } else { segment })
+                    .with_series(Series::dots("", vec![(b, y)], Rgb::GRAY, 6))
+                    .with_series(Series::dots("", vec![(a, y)], color, 6));
+            }
+        }
+    }
+    names.reverse();
+    chart.with_y_categories(names)
+}
+
+/// The desirable rate *during* training, from the probe's looks logged in the step records
+/// ([`super::PROBE_TRAIN_RATE`], [`super::PROBE_HELD_OUT_RATE`]): one curve per preference
+/// run, solid on the training prompts, dashed on the held-out ones. Every run starts at the
+/// SFT model's rate (step 0); a later KTO round continues where the previous round ended.
+pub fn desirable_rate_curves(records: &[StepRecord]) -> LineChart {
+    let looks = |phase: &str, key: &str| -> Vec<(f64, f64)> {
+        records
+            .iter()
+            .filter(|r| r.phase == phase)
+            .filter_map(|r| {
+                let rate = r.metrics.get(key).and_then(|v| v.as_f64());
+                pct(rate).map(|y| ((r.step + 1) as f64, y))
+            })
+            .collect()
+    };
+    let mut phases: Vec<&str> = Vec::new();
+    for r in records {
+        if r.phase != "sft" && !phases.contains(&r.phase.as_str()) {
+            phases.push(&r.phase);
+        }
+    }
+    let mut chart = LineChart::new(
+        "Desirable rate during training (a quick look every few steps)",
+        "step",
+        "desirable rate (%)",
+    )
+    .with_ranges(None, Some((0.0, 100.0)))
     .with_legend(LegendPosition::LowerRight);
-    for row in report.rows.iter().skip(1) {
-        let color = method_color(&row.method);
-        let after = row.all_prompts.judged.desirable_rate.unwrap_or(0.0);
-        let held = row.held_out.judged.desirable_rate.unwrap_or(0.0);
-        let held_before = report.rows[0].held_out.judged.desirable_rate.unwrap_or(0.0);
-        chart = chart
-            .with_series(Series::line(
-                format!(
-                    "{} ({:.0}% → {:.0}%)",
-                    row.method,
-                    100.0 * before,
-                    100.0 * after
-                ),
-                vec![(0.0, before), (1.0, after)],
-                color,
-            ))
-            .with_series(
-                Series::line(
-                    format!(
-                        "  held-out prompts ({:.0}% → {:.0}%)",
-                        100.0 * held_before,
-                        100.0 * held
-                    ),
-                    vec![(0.0, held_before), (1.0, held)],
-                    color,
-                )
-                .dashed(),
-            );
+    for key in [super::PROBE_TRAIN_RATE, super::PROBE_HELD_OUT_RATE] {
+        // Where the next KTO round starts: the last look of the previous one.
+        let mut kto_end: Option<(f64, f64)> = None;
+        for &phase in &phases {
+            let is_round = phase.starts_with("kto-round");
+            let start = if is_round {
+                kto_end
+            } else {
+                looks("sft", key).last().map(|&(_, y)| (0.0, y))
+            };
+            let offset = if is_round {
+                start.map_or(0.0, |s| s.0)
+            } else {
+                0.0
+            };
+            let mut points: Vec<(f64, f64)> = start.into_iter().collect();
+            points.extend(looks(phase, key).into_iter().map(|(x, y)| (x + offset, y)));
+            if points.len() < 2 {
+                continue;
+            }
+            if phase == "kto" || is_round {
+                kto_end = points.last().copied();
+            }
+            let held_out = key == super::PROBE_HELD_OUT_RATE;
+            let name = if held_out {
+                format!("{phase}, held-out")
+            } else {
+                format!("{phase}, training prompts")
+            };
+            let line = Series::line(name, points, method_color(phase)).with_dots(3);
+            chart = chart.with_series(if held_out { line.dashed() } else { line });
+        }
     }
     chart
 }

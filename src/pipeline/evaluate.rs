@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::codec::Codec;
 use super::LoopError;
-use crate::model::{LanguageModel, SampleConfig};
+use crate::model::{LanguageModel, ModelError, SampleConfig};
 use crate::train::logprobs;
 use crate::world::{self, Metrics, Prompt, Verdict};
 
@@ -43,7 +43,7 @@ pub fn sample_and_judge<D: Device<f32>, M: LanguageModel<D>>(
     per_prompt: usize,
     sampling: &Sampling,
     seed: u64,
-) -> Result<Vec<Sample>, LoopError> {
+) -> Result<Vec<Sample>, ModelError> {
     let mut requests = Vec::with_capacity(prompts.len() * per_prompt);
     for p in prompts {
         let ids = codec.prompt(p.question())?;

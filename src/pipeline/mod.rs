@@ -12,13 +12,17 @@
 mod charts;
 mod codec;
 mod evaluate;
+mod probe;
 mod report;
+mod seeds;
 
-pub use charts::{desirable_rates, kto_curves, loss_curves};
+pub use charts::{desirable_rate_curves, desirable_rates, kto_curves, loss_curves};
 pub use codec::Codec;
 pub use evaluate::{evaluate, sample_and_judge, Evaluation, Sample, Sampling};
+pub use probe::{probe, ProbeConfig, PROBE_HELD_OUT_RATE, PROBE_TRAIN_RATE};
 use report::Row;
 pub use report::{LoopReport, MethodRow};
+pub use seeds::{SeedRow, SeedSummary, Spread};
 
 use dfdx::prelude::Device;
 use serde::{Deserialize, Serialize};
@@ -94,6 +98,10 @@ pub struct LoopConfig {
     pub kto_later: Option<TrainConfig>,
     /// Resume from a saved SFT model (safetensors) instead of training one.
     pub sft_checkpoint: Option<PathBuf>,
+    /// The desirable rate during training: sample and judge every few steps (`None`: only
+    /// before and after). Logged in the step records; see [`probe`].
+    #[serde(default)]
+    pub probe: Option<ProbeConfig>,
 }
 
 impl Default for LoopConfig {
@@ -169,6 +177,12 @@ impl Default for LoopConfig {
                 ..kto
             }),
             sft_checkpoint: None,
+            // 2 answers to each of the 75 prompts every 10 steps: the curve in
+            // `desirable_rate_curves`; the before/after table samples 4 per prompt.
+            probe: Some(ProbeConfig {
+                every: 10,
+                samples_per_prompt: 2,
+            }),
         }
     }
 }
@@ -232,6 +246,10 @@ impl LoopConfig {
             kto_rounds: 1,
             kto_later: None,
             sft_checkpoint: None,
+            probe: Some(ProbeConfig {
+                every: 10,
+                samples_per_prompt: 4,
+            }),
         }
     }
 }
@@ -288,6 +306,15 @@ pub fn run_loop<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
         tokenizer: &tokenizer,
     };
     let pad = tokenizer.eos_id();
+    // Every run's probe looks at the same prompts with the same seed (see `probe`).
+    let looker = |probe_cfg: Option<ProbeConfig>, steps: usize| {
+        let mut look = probe_cfg
+            .map(|p| probe::<D, M>(&codec, &prompts, p, &cfg.sampling, cfg.seed ^ 0x9b0e, steps));
+        move |m: &M, done: usize| match &mut look {
+            Some(look) => look(m, done),
+            None => Ok(train::Metrics::new()),
+        }
+    };
     let sft_data = world::sft_corpus(cfg.seed, cfg.good_fraction)
         .into_iter()
         .filter(|e| prompts.iter().any(|p| p.id == e.prompt_id))
@@ -297,7 +324,9 @@ pub fn run_loop<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     if let Some(path) = &cfg.sft_checkpoint {
         reference.load(path)?;
     } else {
-        train::train_sft(
+        // The SFT model's rates once, after its last step: where every curve starts.
+        let last_only = cfg.probe.map(|p| ProbeConfig { every: 0, ..p });
+        train::train_sft_probed(
             &mut reference,
             &sft_data,
             &mut Session {
@@ -306,6 +335,7 @@ pub fn run_loop<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
                 pad_id: pad,
                 log: &mut *log,
             },
+            &mut looker(last_only, cfg.sft.steps),
         )?;
     }
 
@@ -349,8 +379,10 @@ pub fn run_loop<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     let imbalanced_data = examples(&codec, &imbalanced)?;
     log.note("training KTO, DPO and imbalanced KTO from the SFT model (in parallel)");
     let reference_ref = &reference;
-    let kto_job =
-        |m: &mut M, s: &mut Session| train::train_kto(m, reference_ref, &kto_data, &kto_weights, s);
+    let kto_job = |m: &mut M, s: &mut Session| {
+        let mut look = looker(cfg.probe, s.cfg.steps);
+        train::train_kto_probed(m, reference_ref, &kto_data, &kto_weights, s, &mut look)
+    };
     // KTO's rounds, one after the other on one thread (each needs the last one's model).
     let kto_rounds = || -> Result<KtoRounds<M>, LoopError> {
         let (first, first_log) = train_from(reference_ref, "kto", &cfg.kto, pad, kto_job)?;
@@ -381,7 +413,8 @@ pub fn run_loop<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
             let phase = format!("kto-round{round}");
             let later = cfg.kto_later.as_ref().unwrap_or(&cfg.kto);
             let (model, log) = train_from(last, &phase, later, pad, |m, s| {
-                train::train_kto(m, reference_ref, &data, &weights, s)
+                let mut look = looker(cfg.probe, s.cfg.steps);
+                train::train_kto_probed(m, reference_ref, &data, &weights, s, &mut look)
             })?;
             rounds.models.push(model);
             rounds.logs.push(log);
@@ -389,10 +422,14 @@ pub fn run_loop<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
         }
         Ok(rounds)
     };
-    let dpo_job =
-        |m: &mut M, s: &mut Session| train::train_dpo(m, reference_ref, &pairs, cfg.dpo_beta, s);
+    let dpo_job = |m: &mut M, s: &mut Session| {
+        let mut look = looker(cfg.probe, s.cfg.steps);
+        train::train_dpo_probed(m, reference_ref, &pairs, cfg.dpo_beta, s, &mut look)
+    };
     let imbalanced_job = |m: &mut M, s: &mut Session| {
-        train::train_kto(m, reference_ref, &imbalanced_data, &imbalanced_weights, s)
+        let mut look = looker(cfg.probe, s.cfg.steps);
+        let data = &imbalanced_data;
+        train::train_kto_probed(m, reference_ref, data, &imbalanced_weights, s, &mut look)
     };
     let imbalanced_cfg = cfg.kto_imbalanced.as_ref().unwrap_or(&cfg.kto);
     let ((kto_run, dpo_run), imbalanced_run) = both(

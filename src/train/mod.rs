@@ -11,7 +11,10 @@ pub use data::{Batcher, Example, Pair};
 pub use error::TrainError;
 pub use log::{MetricsLog, StepRecord};
 pub use optim::{grad_norm, AdamW, AdamWConfig, LrSchedule, StepInfo};
-pub use trainer::{logprobs, train_dpo, train_kto, train_sft, Session, TrainConfig};
+pub use trainer::{
+    logprobs, train_dpo, train_dpo_probed, train_kto, train_kto_probed, train_sft,
+    train_sft_probed, Metrics, Probe, Session, TrainConfig,
+};
 
 /// Models that may be trained on several threads at once. dfdx's CPU tensors can; its CUDA
 /// device cannot be shared between threads, so with the `cuda` feature everything is

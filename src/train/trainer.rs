@@ -104,7 +104,8 @@ struct StepPlan<'a, D: Device<f32>, M> {
     tokens: usize,
 }
 
-type Metrics = serde_json::Map<String, serde_json::Value>;
+/// A step's metrics, by TRL's names.
+pub type Metrics = serde_json::Map<String, serde_json::Value>;
 
 /// A step's metrics from every row's value.
 type MetricsFn<'a> = dyn FnOnce(&[f32]) -> Result<Metrics, TrainError> + 'a;
@@ -152,10 +153,17 @@ fn backward_parts<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     Ok((loss_a + loss_b, values, [grads_a, grads_b]))
 }
 
+/// A look at the model during training: called after every optimizer step with the model
+/// and the number of steps done so far, it returns metrics to add to that step's record
+/// (none, most steps). Lab 3's loop samples and judges answers every few steps with it, so
+/// the desirable rate becomes a curve in `metrics.jsonl`.
+pub type Probe<'p, M> = dyn FnMut(&M, usize) -> Result<Metrics, TrainError> + 'p;
+
 /// The optimizer loop every trainer shares.
 fn run<'a, D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     model: &mut M,
     session: &mut Session,
+    probe: &mut Probe<'_, M>,
     mut step_fn: impl FnMut(&M) -> Result<StepPlan<'a, D, M>, TrainError>,
 ) -> Result<(), TrainError> {
     let (cfg, phase) = (session.cfg, session.phase);
@@ -172,10 +180,12 @@ fn run<'a, D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
         let plan = step_fn(model)?;
         let (loss, values, used) = backward_parts(model, plan.rows, &*plan.part, grads)?;
         grads = used;
-        let metrics = (plan.metrics)(&values)?;
+        let mut metrics = (plan.metrics)(&values)?;
         let lr = schedule.lr(step);
         let info = opt.step(model, &grads[0], lr);
         let seconds = start.elapsed().as_secs_f64().max(1e-9);
+        // After the timing: a probe's sampling is not the step's work.
+        metrics.extend(probe(model, step + 1)?);
         session.log.push(StepRecord {
             phase: phase.to_string(),
             step,
@@ -189,6 +199,11 @@ fn run<'a, D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     }
     session.log.finish_phase();
     Ok(())
+}
+
+/// The probe that looks at nothing.
+fn no_probe<M>(_: &M, _: usize) -> Result<Metrics, TrainError> {
+    Ok(Metrics::new())
 }
 
 fn to_map<T: Serialize>(metrics: &T) -> serde_json::Map<String, serde_json::Value> {
@@ -232,6 +247,16 @@ pub fn train_sft<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     data: &[Example],
     session: &mut Session,
 ) -> Result<(), TrainError> {
+    train_sft_probed(model, data, session, &mut no_probe)
+}
+
+/// [`train_sft`] with a [`Probe`] after every step.
+pub fn train_sft_probed<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
+    model: &mut M,
+    data: &[Example],
+    session: &mut Session,
+    probe: &mut Probe<'_, M>,
+) -> Result<(), TrainError> {
     let (cfg, pad_id) = (*session.cfg, session.pad_id);
     if data.is_empty() {
         return Err(TrainError::Empty {
@@ -239,7 +264,7 @@ pub fn train_sft<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
         });
     }
     let mut batcher = Batcher::new(data.len(), cfg.seed);
-    run(model, session, |m| {
+    run(model, session, probe, |m| {
         let pairs: Vec<_> = batcher
             .next_batch(cfg.batch_size)
             .into_iter()
@@ -286,6 +311,18 @@ pub fn train_kto<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     kto: &KtoConfig,
     session: &mut Session,
 ) -> Result<(), TrainError> {
+    train_kto_probed(policy, reference, data, kto, session, &mut no_probe)
+}
+
+/// [`train_kto`] with a [`Probe`] after every step.
+pub fn train_kto_probed<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
+    policy: &mut M,
+    reference: &M,
+    data: &[Example],
+    kto: &KtoConfig,
+    session: &mut Session,
+    probe: &mut Probe<'_, M>,
+) -> Result<(), TrainError> {
     let (cfg, pad_id) = (*session.cfg, session.pad_id);
     if data.is_empty() {
         return Err(TrainError::Empty {
@@ -306,7 +343,7 @@ pub fn train_kto<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
         .collect();
     let reference_logps = logprobs(reference, &matched, pad_id, cfg.batch_size)?;
     let mut batcher = Batcher::new(data.len(), cfg.seed);
-    run(policy, session, |m| {
+    run(policy, session, probe, |m| {
         let mut idx = batcher.next_batch(cfg.batch_size);
         if idx.len() < 2 {
             // The last batch of an epoch can hold one example: borrow the next batch instead.
@@ -403,6 +440,18 @@ pub fn train_dpo<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     beta: f32,
     session: &mut Session,
 ) -> Result<(), TrainError> {
+    train_dpo_probed(policy, reference, data, beta, session, &mut no_probe)
+}
+
+/// [`train_dpo`] with a [`Probe`] after every step.
+pub fn train_dpo_probed<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
+    policy: &mut M,
+    reference: &M,
+    data: &[Pair],
+    beta: f32,
+    session: &mut Session,
+    probe: &mut Probe<'_, M>,
+) -> Result<(), TrainError> {
     let (cfg, pad_id) = (*session.cfg, session.pad_id);
     if data.is_empty() {
         return Err(TrainError::Empty { what: "DPO pairs" });
@@ -417,7 +466,7 @@ pub fn train_dpo<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     // Entry 2i is pair i's chosen completion, 2i + 1 its rejected one.
     let reference_logps = logprobs(reference, &all, pad_id, 2 * cfg.batch_size)?;
     let mut batcher = Batcher::new(data.len(), cfg.seed);
-    run(policy, session, |m| {
+    run(policy, session, probe, |m| {
         let idx = batcher.next_batch(cfg.batch_size);
         let pairs = idx
             .iter()
