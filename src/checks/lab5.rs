@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::lab1::close_opt;
 use super::{Checker, Report};
-use crate::feedback;
+use crate::feedback::{self, SEED_FEEDBACK};
 use crate::losses::plain;
 use crate::losses::ExampleBatch;
 
@@ -196,20 +196,6 @@ fn check_dpo_grads(f: &DpoGradsFn) -> Report {
     }
     check.finish()
 }
-
-/// The seed notebook's feedback rows, plus one prompt with two thumbs down: 9 rows,
-/// 4 desirable, 5 undesirable.
-pub const SEED_FEEDBACK: &[(&str, &str, bool)] = &[
-    ("Explain machine learning.", "Machine learning is a subset of AI where computers learn patterns from data without explicit programming.", true),
-    ("What's the capital of France?", "Paris is the capital of France.", true),
-    ("How do I stay healthy?", "Eat balanced meals, exercise regularly, get enough sleep, and manage stress.", true),
-    ("Explain machine learning.", "Its computers doing stuff.", false),
-    ("What's the capital of France?", "I don't know.", false),
-    ("How do I stay healthy?", "Just don't get sick lol", false),
-    ("What is Python?", "Python is a high-level programming language known for its readability.", true),
-    ("What is Python?", "A snake.", false),
-    ("What is Python?", "Python is a language for snakes.", false),
-];
 
 /// Rows whose text must be escaped: quotes, a newline, a tab, a backslash, non-ASCII.
 const TRICKY: &[(&str, &str, bool)] = &[

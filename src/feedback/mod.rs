@@ -12,6 +12,7 @@
 //! | [`advise`] | the KTO paper's weighting rule: λD·nD / (λU·nU) in [1, 4/3] |
 //! | [`DECISION_GUIDE`], [`analyze`] | KTO or DPO? — a printable guide, and a report on a dataset file |
 //! | [`FeedbackError`] | every error, naming the file, the line and the field |
+//! | [`SEED_FEEDBACK`] | the seed notebook's feedback rows (labs 4 and 5, the tour) |
 //!
 //! ## Why a JSON Lines file?
 //!
@@ -49,3 +50,17 @@ pub use jsonl::TornTail;
 pub use record::{Message, PairedRecord, Record, Role, Text};
 pub use store::{Appended, Exported, FeedbackStore, Loaded, Stats, TailRepair};
 pub use unpair::{read_paired, unpair, unpair_file};
+
+/// The seed notebook's feedback rows, plus one prompt with two thumbs down: 9 rows,
+/// 4 desirable, 5 undesirable.
+pub const SEED_FEEDBACK: &[(&str, &str, bool)] = &[
+    ("Explain machine learning.", "Machine learning is a subset of AI where computers learn patterns from data without explicit programming.", true),
+    ("What's the capital of France?", "Paris is the capital of France.", true),
+    ("How do I stay healthy?", "Eat balanced meals, exercise regularly, get enough sleep, and manage stress.", true),
+    ("Explain machine learning.", "Its computers doing stuff.", false),
+    ("What's the capital of France?", "I don't know.", false),
+    ("How do I stay healthy?", "Just don't get sick lol", false),
+    ("What is Python?", "Python is a high-level programming language known for its readability.", true),
+    ("What is Python?", "A snake.", false),
+    ("What is Python?", "Python is a language for snakes.", false),
+];

@@ -120,8 +120,8 @@ impl Default for LoopConfig {
             templates: Template::ALL.to_vec(),
             good_fraction: world::DEFAULT_GOOD_FRACTION,
             vocab_size: crate::model::VOCAB,
-            // 400 rather than 300 steps: the SFT model answers right about half the time
-            // (49%) instead of 42%, and every preference run starts from there.
+            // 400 rather than 300 steps: the SFT model answers right about half the time, and
+            // every preference run starts from there (README, "Lab 3 in numbers").
             sft: TrainConfig {
                 steps: 400,
                 batch_size: 32,
@@ -159,14 +159,13 @@ impl Default for LoopConfig {
             // learning rate collapses the tiny model's fluency within a few epochs).
             dpo_beta: 1.0,
             imbalanced_keep: 0.1,
-            // The imbalance rule raises λD about tenfold when 90% of the thumbs up are dropped, which scales
-            // the desirable examples' gradients as much; at KTO's lr (5e-4) that run blew the
-            // KL up (10.9) and its desirable rate fell below the SFT model's. A lower lr keeps
-            // the step size in line.
+            // The imbalance rule raises λD about tenfold when 90% of the thumbs up are dropped,
+            // which scales the desirable examples' gradients as much; at KTO's lr that run blew
+            // up (README, "Lab 3 in numbers"). A lower lr keeps the step size in line.
             kto_imbalanced: Some(TrainConfig { lr: 2e-4, ..kto }),
-            // One round by default: with this SFT model KTO already reaches 98% on the training
-            // prompts, and a second round (measured: 98.3% → 98.3%, held-out 57% → 48%) costs
-            // more wall time than the main job's budget leaves. `kto_later` is how a second
+            // One round by default: with this SFT model KTO already nears 100% on the training
+            // prompts, and a second round gains nothing there, loses on the held-out prompts and
+            // costs wall time (README, "Lab 3 in numbers"). `kto_later` is how a second
             // round trains when asked for (`kto-lab train --kto-rounds 2`): half the steps at a
             // lower lr, on all the feedback so far.
             kto_rounds: 1,
@@ -193,9 +192,10 @@ impl LoopConfig {
     /// feedback and evaluation.
     ///
     /// Meant for [`crate::classroom::ClassroomModel`] (one layer, width 32): the whole loop —
-    /// SFT, sampling and judging, KTO, DPO, imbalanced KTO and the evaluations — took 8–11 s
-    /// on a shared 2-core CPU, and KTO lifted the SFT model's desirable rate from 50–58% to
-    /// 84–96% (seeds 1, 7, 42; see `tests/pipeline.rs` and [`crate::classroom`]). Optimizer, sampling, β and the
+    /// SFT, sampling and judging, KTO, DPO, imbalanced KTO and the evaluations — takes seconds
+    /// on a 2-core CPU, and KTO lifts the SFT model's desirable rate by a wide margin (the lab 3
+    /// notebook's times and numbers are in README.md, "Notebooks"; `tests/pipeline.rs` checks
+    /// the lift). Optimizer, sampling, β and the
     /// imbalanced run are set as in the default job today, but spelled out here, so tuning the
     /// default job never changes the notebook's run.
     pub fn classroom() -> Self {

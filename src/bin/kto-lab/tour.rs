@@ -153,26 +153,13 @@ fn lab2(out: &Path, w: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-/// The seed notebook's feedback examples: (prompt, completion, thumbs up?).
-const SEED_FEEDBACK: &[(&str, &str, bool)] = &[
-    ("Explain machine learning.", "Machine learning is a subset of AI where computers learn patterns from data without explicit programming.", true),
-    ("What's the capital of France?", "Paris is the capital of France.", true),
-    ("How do I stay healthy?", "Eat balanced meals, exercise regularly, get enough sleep, and manage stress.", true),
-    ("Explain machine learning.", "Its computers doing stuff.", false),
-    ("What's the capital of France?", "I don't know.", false),
-    ("How do I stay healthy?", "Just don't get sick lol", false),
-    ("What is Python?", "Python is a high-level programming language known for its readability.", true),
-    ("What is Python?", "A snake.", false),
-    ("What is Python?", "Python is a language for snakes.", false),
-];
-
 /// Lab 4: collect feedback into a store, count it, check the balance, export and unpair.
 fn lab4(out: &Path, w: &mut impl Write) -> Result<()> {
     heading(w, "Lab 4 · Collecting binary feedback")?;
     let path = out.join("feedback.jsonl");
     fresh(&path)?;
     let store = FeedbackStore::new(&path);
-    for (i, (prompt, completion, up)) in SEED_FEEDBACK.iter().enumerate() {
+    for (i, (prompt, completion, up)) in feedback::SEED_FEEDBACK.iter().enumerate() {
         let mut meta = serde_json::Map::new();
         meta.insert("user_id".into(), "demo".into());
         meta.insert("click".into(), (i + 1).into());
