@@ -15,6 +15,7 @@ use dfdx::prelude::*;
 
 use super::fused;
 use super::init::{Init, INIT_STD};
+use super::lora::{self, BlockLora};
 use super::Hidden;
 
 /// Added to the scores of masked (future) positions. Not −∞: −1e9 already gives an exact 0 after
@@ -67,18 +68,33 @@ impl<const M: usize, const H: usize, D: Device<f32>> CausalSelfAttention<M, H, f
         x: Hidden<M, D, T>,
         mask: &Tensor<(usize, usize), f32, D>,
     ) -> Result<Hidden<M, D, T>, D::Err> {
+        self.try_forward_adapted::<0, T>(x, mask, None)
+    }
+
+    /// [`Self::try_forward`] with LoRA adapters on q, k, v and the output projection and their
+    /// scale α/r (`None`: switched off; either way the projections' own weights are frozen),
+    /// or as plain attention (`None`).
+    pub fn try_forward_adapted<const R: usize, T: Tape<f32, D>>(
+        &self,
+        x: Hidden<M, D, T>,
+        mask: &Tensor<(usize, usize), f32, D>,
+        lora: Option<(&BlockLora<M, R, f32, D>, Option<f32>)>,
+    ) -> Result<Hidden<M, D, T>, D::Err> {
         let s = mask.shape().0;
+        type Pick<const M: usize, const R: usize, D> =
+            fn(&BlockLora<M, R, f32, D>) -> &lora::Adapter<M, M, R, f32, D>;
+        let adapter = |pick: Pick<M, R, D>| lora.map(|(block, scale)| (pick(block), scale));
         // q and k start from copies of x with empty tapes; the tapes merge again in the core.
-        let q = fused::linear(&self.q, x.with_empty_tape())?;
-        let k = fused::linear(&self.k, x.with_empty_tape())?;
-        let v = fused::linear(&self.v, x)?;
+        let q = lora::project(&self.q, adapter(|b| &b.q), x.with_empty_tape())?;
+        let k = lora::project(&self.k, adapter(|b| &b.k), x.with_empty_tape())?;
+        let v = lora::project(&self.v, adapter(|b| &b.v), x)?;
         let y = if fused::on_host::<D>() {
             // One pass per (row, head) over the causal triangle (`fused::causal_attention`).
             fused::causal_attention(q, k, v, H, s)?
         } else {
             attention_core::<M, H, D, T>(q, k, v, mask)?
         };
-        fused::linear(&self.c_proj, y)
+        lora::project(&self.c_proj, adapter(|b| &b.o), y)
     }
 }
 

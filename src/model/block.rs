@@ -14,6 +14,7 @@ use dfdx::prelude::*;
 
 use super::attention::CausalSelfAttention;
 use super::init::Init;
+use super::lora::BlockLora;
 use super::mlp::Mlp;
 use super::Hidden;
 
@@ -47,15 +48,32 @@ impl<const M: usize, const H: usize, const F: usize, D: Device<f32>> Block<M, H,
         x: Hidden<M, D, T>,
         mask: &Tensor<(usize, usize), f32, D>,
     ) -> Result<Hidden<M, D, T>, D::Err> {
+        self.try_forward_adapted::<0, T>(x, mask, None)
+    }
+
+    /// [`Self::try_forward`] with this block's LoRA adapters and their scale α/r (`None`: the
+    /// adapters switched off), or as a plain block (`None`). With adapters, every projection
+    /// of the block is frozen.
+    pub fn try_forward_adapted<const R: usize, T: Tape<f32, D>>(
+        &self,
+        x: Hidden<M, D, T>,
+        mask: &Tensor<(usize, usize), f32, D>,
+        lora: Option<(&BlockLora<M, R, f32, D>, Option<f32>)>,
+    ) -> Result<Hidden<M, D, T>, D::Err> {
         // The branch starts from a copy of x with an empty tape; `x + branch` merges the tapes.
-        let a = self.attn.try_forward(
+        let a = self.attn.try_forward_adapted(
             super::fused::layer_norm(&self.ln_1, x.with_empty_tape())?,
             mask,
+            lora,
         )?;
         let x = x.try_add(a)?;
-        let m = self
-            .mlp
-            .try_forward(super::fused::layer_norm(&self.ln_2, x.with_empty_tape())?)?;
+        // The MLP's projections are not adapted (the seed's targets are q, k, v, o), but with
+        // adapters they are frozen like everything else.
+        let h = super::fused::layer_norm(&self.ln_2, x.with_empty_tape())?;
+        let m = match lora {
+            None => self.mlp.try_forward(h)?,
+            Some(_) => self.mlp.try_forward_frozen(h)?,
+        };
         x.try_add(m)
     }
 }

@@ -30,6 +30,7 @@
 //! ```
 
 use super::gpt::Gpt;
+use super::lora::LoraGpt;
 use crate::losses::Dev;
 
 /// Vocabulary size: the number of rows of the token embedding (and of logits per position).
@@ -51,6 +52,10 @@ pub const DEFAULT_PARAMS: usize = 470_528;
 /// The default lab-3 model on the default device.
 pub type Model<D = Dev> = Gpt<VOCAB, D_MODEL, N_HEADS, D_FF, N_LAYERS, MAX_SEQ, f32, D>;
 
+/// The default model with rank-`R` LoRA adapters ([`crate::model::lora`]).
+pub type LoraModel<const R: usize, D = Dev> =
+    LoraGpt<VOCAB, D_MODEL, N_HEADS, D_FF, N_LAYERS, MAX_SEQ, R, D>;
+
 /// A tiny instantiation of the same architecture, for fast tests and gradient checks
 /// (vocab 300 still fits a byte-level tokenizer: 256 bytes + EOS + 43 merges).
 pub mod tiny {
@@ -71,4 +76,8 @@ pub mod tiny {
 
     /// The tiny model.
     pub type TinyModel<D = Dev> = Gpt<VOCAB, D_MODEL, N_HEADS, D_FF, N_LAYERS, MAX_SEQ, f32, D>;
+
+    /// The tiny model with rank-`R` LoRA adapters.
+    pub type TinyLora<const R: usize, D = Dev> =
+        LoraGpt<VOCAB, D_MODEL, N_HEADS, D_FF, N_LAYERS, MAX_SEQ, R, D>;
 }

@@ -17,7 +17,9 @@ use dfdx::prelude::*;
 use super::attention::causal_mask;
 use super::block::Block;
 use super::error::{device_err, ModelError};
+use super::fused::Weights;
 use super::init::{Init, INIT_STD};
+use super::lora::Adapters;
 
 /// Logits for every position: `[batch, seq, V]`, carrying the input's tape.
 pub type Logits<const V: usize, D, T = NoneTape> = Tensor<(usize, usize, Const<V>), f32, D, T>;
@@ -98,19 +100,44 @@ impl<
         ids: Tensor<(usize, usize), usize, D, T>,
     ) -> Result<Logits<V, D, T>, D::Err> {
         let (b, s) = *ids.shape();
-        self.head(self.hidden(ids)?)?
+        self.head::<0, T>(self.hidden::<0, T>(ids, None)?, None)?
             .try_reshape_like(&(b, s, Const::<V>))
     }
 
     /// The final hidden states `[batch·seq, M]` (after `ln_f`): everything but the LM head.
     /// `ids` must have been checked (non-empty, `seq` ≤ `S`, ids < `V`).
-    pub(crate) fn hidden<T: Tape<f32, D>>(
+    ///
+    /// With `adapters` (LoRA), every block adds its adapters' corrections and the model's own
+    /// weights are frozen: the embeddings are looked up without a tape (nothing to learn there)
+    /// and the tape joins the residual stream after them.
+    pub(crate) fn hidden<const R: usize, T: Tape<f32, D>>(
+        &self,
+        ids: Tensor<(usize, usize), usize, D, T>,
+        adapters: Option<Adapters<'_, M, R, D>>,
+    ) -> Result<super::Hidden<M, D, T>, D::Err> {
+        let mask = causal_mask(ids.device(), ids.shape().1);
+        let mut x = match adapters {
+            None => self.embed(ids)?,
+            Some(_) => {
+                let (ids, tape) = ids.split_tape();
+                self.embed(ids)?.put_tape(tape)
+            }
+        };
+        for (i, block) in self.h.modules.iter().enumerate() {
+            let lora = adapters.map(|a| (&a.blocks[i], a.scale));
+            x = block.try_forward_adapted(x, &mask, lora)?;
+        }
+        super::fused::layer_norm(&self.ln_f, x)
+    }
+
+    /// Token plus position embeddings of `ids`: the residual stream `[batch·seq, M]` that
+    /// enters the first block.
+    fn embed<T: Tape<f32, D>>(
         &self,
         ids: Tensor<(usize, usize), usize, D, T>,
     ) -> Result<super::Hidden<M, D, T>, D::Err> {
         let (b, s) = *ids.shape();
         let dev = ids.device().clone();
-        let mask = causal_mask(&dev, s);
 
         // Token vectors [b, s, M] (the tape moves from `ids` onto them) plus position vectors
         // [s, M], the same for every row, broadcast over the batch.
@@ -122,22 +149,23 @@ impl<
             .retaped::<T>()
             .try_gather(positions)?
             .try_broadcast_like::<_, Axis<0>>(&(b, s, Const::<M>))?;
-        let mut x = tok.try_add(pos)?.try_reshape_like(&(b * s, Const::<M>))?;
-
-        for block in &self.h.modules {
-            x = block.try_forward(x, &mask)?;
-        }
-        super::fused::layer_norm(&self.ln_f, x)
+        tok.try_add(pos)?.try_reshape_like(&(b * s, Const::<M>))
     }
 
     /// The tied LM head: hidden states `[n, M]` → logits `[n, V]` (`x · Wteᵀ`). The gradient of
     /// Wte collects both of its uses. Any rows of [`Gpt::hidden`] may be passed — the log-prob
     /// and sampling paths pass only the positions they score.
-    pub(crate) fn head<T: Tape<f32, D>>(
+    /// With `adapters` (LoRA) Wte is frozen: no gradient for it.
+    pub(crate) fn head<const R: usize, T: Tape<f32, D>>(
         &self,
         x: super::Hidden<M, D, T>,
+        adapters: Option<Adapters<'_, M, R, D>>,
     ) -> Result<RowLogits<V, D, T>, D::Err> {
-        super::fused::matmul_transposed(x, &self.wte.weight)
+        let weights = match adapters {
+            None => Weights::Train,
+            Some(_) => Weights::Frozen,
+        };
+        super::fused::matmul_transposed(x, &self.wte.weight, weights)
     }
 
     /// Checks a batch of ids as [`Gpt::try_forward`] does.

@@ -214,6 +214,17 @@ impl<
         batch: &TokenBatch,
         tape: T,
     ) -> Result<Tensor<(usize,), f32, D, T>, ModelError> {
+        self.sequence_logprobs_adapted::<0, T>(batch, tape, None)
+    }
+
+    /// [`Gpt::sequence_logprobs`] with LoRA adapters (the model's own weights frozen), or
+    /// without (`None`).
+    pub(crate) fn sequence_logprobs_adapted<const R: usize, T: Tape<f32, D>>(
+        &self,
+        batch: &TokenBatch,
+        tape: T,
+        adapters: Option<super::lora::Adapters<'_, M, R, D>>,
+    ) -> Result<Tensor<(usize,), f32, D, T>, ModelError> {
         batch.validate()?;
         if let Some(&id) = batch.targets.iter().find(|&&id| id >= V) {
             return Err(ModelError::TokenOutOfRange { id, vocab: V });
@@ -237,8 +248,10 @@ impl<
             let rows = dev.try_tensor_from_vec(rows, (n, b))?;
             let positions = dev.try_tensor_from_vec(positions.clone(), (n,))?;
             let ids = dev.try_tensor_from_vec(batch.inputs.clone(), (b, s))?;
-            let hidden = self.hidden(ids.put_tape(tape))?.try_gather(positions)?;
-            super::fused::select_logprobs(self.head(hidden)?, &targets)?
+            let hidden = self
+                .hidden(ids.put_tape(tape), adapters)?
+                .try_gather(positions)?;
+            super::fused::select_logprobs(self.head(hidden, adapters)?, &targets)?
                 .try_reshape_like(&(1, n))?
                 .try_matmul(rows)?
                 .try_reshape_like(&(b,))
@@ -253,9 +266,19 @@ impl<
         batch: &TokenBatch,
         tape: T,
     ) -> Result<Tensor<(), f32, D, T>, ModelError> {
+        self.token_nll_adapted::<0, T>(batch, tape, None)
+    }
+
+    /// [`Gpt::token_nll`] with LoRA adapters, or without (`None`).
+    pub(crate) fn token_nll_adapted<const R: usize, T: Tape<f32, D>>(
+        &self,
+        batch: &TokenBatch,
+        tape: T,
+        adapters: Option<super::lora::Adapters<'_, M, R, D>>,
+    ) -> Result<Tensor<(), f32, D, T>, ModelError> {
         // The mask's sum is the number of tokens actually scored.
         let count = batch.mask.iter().sum::<f32>().max(1.0);
-        self.sequence_logprobs(batch, tape)?
+        self.sequence_logprobs_adapted(batch, tape, adapters)?
             .try_sum::<(), Axis<0>>()
             .and_then(|total| total.try_mul(-1.0 / count))
             .map_err(device_err)

@@ -36,6 +36,16 @@ impl<const M: usize, const F: usize, D: Device<f32>> Mlp<M, F, f32, D> {
         let h = tanh_gelu(super::fused::linear(&self.c_fc, x)?)?;
         super::fused::linear(&self.c_proj, h)
     }
+
+    /// [`Self::try_forward`] with both projections frozen: the gradient reaches `x` only.
+    pub fn try_forward_frozen<T: Tape<f32, D>>(
+        &self,
+        x: Hidden<M, D, T>,
+    ) -> Result<Hidden<M, D, T>, D::Err> {
+        use super::fused::{linear_with, Weights::Frozen};
+        let h = tanh_gelu(linear_with(&self.c_fc, x, Frozen)?)?;
+        linear_with(&self.c_proj, h, Frozen)
+    }
 }
 
 /// GPT-2's tanh GELU, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` — the function of dfdx's

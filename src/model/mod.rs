@@ -11,6 +11,7 @@
 //! | [`gpt`] | embeddings, blocks, tied LM head; safetensors save/load |
 //! | [`export`] | a Hugging Face GPT-2 checkpoint (`config.json`, `model.safetensors`, tokenizer) |
 //! | [`logprobs`] | padded prompt/completion batches; log π(y\|x) and the SFT loss |
+//! | [`lora`] | low-rank adapters on a frozen model (LoRA), the reference model for free, merging |
 //! | [`sample`] | greedy / temperature / top-k generation |
 //!
 //! dfdx stays inside this module (and [`crate::losses`]): the rest of the crate sees token ids,
@@ -26,6 +27,7 @@ pub mod gpt;
 pub mod init;
 mod lm;
 pub mod logprobs;
+pub mod lora;
 pub mod mlp;
 pub mod sample;
 
@@ -48,11 +50,12 @@ pub fn device() -> crate::losses::Dev {
     crate::losses::Dev::default()
 }
 
-pub use config::{Model, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
+pub use config::{LoraModel, Model, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
 pub(crate) use error::device_err;
 pub use error::ModelError;
 pub use export::export_hf;
 pub use gpt::{tape_from, Gpt, Logits};
 pub use lm::LanguageModel;
 pub use logprobs::{TokenBatch, Truncation};
+pub use lora::{LoraConfig, LoraGpt};
 pub use sample::SampleConfig;

@@ -127,6 +127,17 @@ impl<
         eos_id: u32,
         cfg: &SampleConfig,
     ) -> Result<Vec<Vec<u32>>, ModelError> {
+        self.generate_adapted::<0, P>(prompts, eos_id, cfg, None)
+    }
+
+    /// [`Gpt::generate`] with LoRA adapters, or without (`None`).
+    pub(crate) fn generate_adapted<const R: usize, P: AsRef<[u32]>>(
+        &self,
+        prompts: &[P],
+        eos_id: u32,
+        cfg: &SampleConfig,
+        adapters: Option<super::lora::Adapters<'_, M, R, D>>,
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
         cfg.validate()?;
         for &id in prompts.iter().flat_map(|p| p.as_ref()).chain([&eos_id]) {
             if id as usize >= V {
@@ -178,7 +189,7 @@ impl<
             let logits = (|| {
                 let ids = dev.try_tensor_from_vec(ids, (active.len(), s))?;
                 let last = dev.try_tensor_from_vec(last, (active.len(),))?;
-                self.head(self.hidden(ids)?.try_gather(last)?)
+                self.head(self.hidden(ids, adapters)?.try_gather(last)?, adapters)
             })()
             .map_err(super::error::device_err)?
             .as_vec();

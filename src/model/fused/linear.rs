@@ -104,24 +104,49 @@ pub fn linear<const I: usize, const O: usize, D: Device<f32>, T: Tape<f32, D>>(
     if !on_host::<D>() {
         return lin.try_forward(x);
     }
-    matmul_wt(x, &lin.weight, Some(&lin.bias))
+    matmul_wt(x, &lin.weight, Some(&lin.bias), Weights::Train)
+}
+
+/// Whether a layer's own weights are trained or frozen (LoRA: only the adapters learn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// Gradients flow into the weights (and the input).
+    Train,
+    /// Gradients flow into the input only: the backward skips the `∂W` GEMM and allocates no
+    /// gradient buffer for the weights. (Off the CPU, dfdx's own ops still compute `∂W`; the
+    /// optimizer simply never reads it.)
+    Frozen,
+}
+
+/// [`linear`] with the layer's weights trained or [`Weights::Frozen`].
+pub fn linear_with<const I: usize, const O: usize, D: Device<f32>, T: Tape<f32, D>>(
+    lin: &dfdx::nn::modules::Linear<I, O, f32, D>,
+    x: Hidden<I, D, T>,
+    weights: Weights,
+) -> Result<Hidden<O, D, T>, D::Err> {
+    if !on_host::<D>() {
+        return lin.try_forward(x);
+    }
+    matmul_wt(x, &lin.weight, Some(&lin.bias), weights)
 }
 
 /// `x · Wᵀ` for rows `x: [n, I]` and `W: [O, I]`: the tied LM head (`W` = the token embedding).
 pub fn matmul_transposed<const I: usize, const O: usize, D: Device<f32>, T: Tape<f32, D>>(
     x: Hidden<I, D, T>,
     weight: &Tensor<(Const<O>, Const<I>), f32, D>,
+    weights: Weights,
 ) -> Result<Hidden<O, D, T>, D::Err> {
     if !on_host::<D>() {
         return x.try_matmul(weight.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?);
     }
-    matmul_wt(x, weight, None)
+    matmul_wt(x, weight, None, weights)
 }
 
 fn matmul_wt<const I: usize, const O: usize, D: Device<f32>, T: Tape<f32, D>>(
     x: Hidden<I, D, T>,
     weight: &Tensor<(Const<O>, Const<I>), f32, D>,
     bias: Option<&Tensor<(Const<O>,), f32, D>>,
+    weights: Weights,
 ) -> Result<Hidden<O, D, T>, D::Err> {
     let (x, mut tape) = x.split_tape();
     let x = x.try_contiguous()?;
@@ -142,6 +167,13 @@ fn matmul_wt<const I: usize, const O: usize, D: Device<f32>, T: Tape<f32, D>>(
     };
     gemm_acc(n, O, I, &mut y, View::rows(&xs, I), View::transposed(&w, I));
     let y = dev.try_tensor_from_vec(y, (n, Const::<O>))?;
+    if weights == Weights::Frozen {
+        // ∂x only: no ∂W GEMM, no gradient buffer for the weights.
+        add_backward(&mut tape, &y, [flat(&x)], move |gy, [gx]| {
+            gemm_acc(n, I, O, gx, View::rows(gy, O), View::rows(&w, I));
+        });
+        return Ok(y.put_tape(tape));
+    }
     // ∂x += ∂y·W ([n, O]·[O, I]) and ∂W += ∂yᵀ·x ([O, n]·[n, I]).
     let backward = move |gy: &[f32], gx: &mut [f32], gw: &mut [f32]| {
         gemm_acc(n, I, O, gx, View::rows(gy, O), View::rows(&w, I));
@@ -208,7 +240,7 @@ mod tests {
         close(&ours.3, &theirs.3, 1e-5);
         assert_eq!(linear(&lin, x.clone()).unwrap().as_vec(), ours.0);
         // The head: x · Wᵀ without a bias.
-        let head = matmul_transposed(x.leaky_trace(), &lin.weight).unwrap();
+        let head = matmul_transposed(x.leaky_trace(), &lin.weight, Weights::Train).unwrap();
         let reference = x.leaky_trace().matmul(
             lin.weight
                 .retaped::<OwnedTape<f32, Cpu>>()

@@ -39,7 +39,7 @@ pub mod simd;
 
 pub use attention::{causal_attention, masked_softmax, Scores};
 pub use gelu::gelu;
-pub use linear::{linear, matmul_transposed, with_serial_gemm};
+pub use linear::{linear, linear_with, matmul_transposed, with_serial_gemm, Weights};
 pub use log_softmax::select_logprobs;
 pub use norm::layer_norm;
 pub use simd::exp;

@@ -1,0 +1,645 @@
+//! LoRA (Hu et al. 2021), as the seed notebook's pipeline uses it through PEFT: the model's
+//! weights stay frozen and each adapted projection learns a low-rank correction.
+//!
+//! ```text
+//! y = x·Wᵀ + b  +  (α/r) · (x·Aᵀ)·Bᵀ        A: [r, in]   B: [out, r]   (PEFT's lora_A, lora_B)
+//! ```
+//!
+//! - **B starts at zero**, so the adapted model starts exactly equal to the base model (A starts
+//!   random, as in PEFT, or no gradient would ever reach B).
+//! - **Only A and B learn.** [`LoraGpt`]'s `TensorCollection` visits the adapters alone, so
+//!   gradients are allocated and AdamW keeps moments for them only; on the CPU the frozen
+//!   projections and LM head also skip their `∂W` GEMMs ([`Weights::Frozen`]). (LayerNorm's γ/β
+//!   still get their few hundred gradient numbers computed; nobody reads them.)
+//! - **The reference model comes for free**: [`LoraGpt::without_adapters`] is the same model
+//!   with its adapters switched off — dfdx tensors share their buffers when cloned (copy on
+//!   write), so there is no second copy of the base weights in memory.
+//! - [`LoraGpt::merged`] folds the adapters into the weights (`W + (α/r)·B·A`): a plain [`Gpt`]
+//!   that computes the same function.
+//!
+//! The rank is a compile-time constant (`R`), like every other width here: dfdx 0.13 can only
+//! walk (allocate gradients for, update, save) tensors whose shapes are known at compile time.
+//! [`RANKS`] are the ranks the `kto-lab` binary is built with. The targets are the seed's, q, k,
+//! v and o (attention's output projection, GPT-2's `attn.c_proj`); the MLP stays frozen.
+//!
+//! No dropout: the seed uses `lora_dropout = 0.05`, but this model has no dropout anywhere and
+//! every random thing here takes a seed; the PEFT export says `lora_dropout: 0.0`.
+
+use dfdx::nn::modules::{Linear, Repeated};
+use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection, TensorOptions};
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::error::{device_err, ModelError};
+use super::fused::{self, Weights};
+use super::gpt::Gpt;
+use super::{Hidden, LanguageModel, SampleConfig, TokenBatch};
+
+/// The ranks `kto-lab train --lora R` accepts (each is a separate build of the LoRA model).
+pub const RANKS: [usize; 4] = [4, 8, 16, 32];
+
+/// LoRA's settings besides the rank. [`LoraConfig::default`] is the seed's α = 32 (with its
+/// r = 16, a scale α/r of 2).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    /// α: each correction is scaled by α/r, so a change of r changes the step size less.
+    pub alpha: f32,
+    /// Seed of the A matrices.
+    pub seed: u64,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig {
+            alpha: 32.0,
+            seed: 0,
+        }
+    }
+}
+
+impl LoraConfig {
+    /// Errors on a non-finite or non-positive α.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return Err(ModelError::BadParameter {
+                name: "lora alpha",
+                value: self.alpha.to_string(),
+                expected: "a finite number > 0",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One projection's adapter: `A [R, I]` and `B [O, R]`, as PEFT stores `lora_A.weight` and
+/// `lora_B.weight`.
+#[derive(Debug, Clone)]
+pub struct Adapter<const I: usize, const O: usize, const R: usize, E: Dtype, D: Storage<E>> {
+    /// A `[R, I]`: random at first.
+    pub a: Tensor<Rank2<R, I>, E, D>,
+    /// B `[O, R]`: zero at first.
+    pub b: Tensor<Rank2<O, R>, E, D>,
+}
+
+impl<const I: usize, const O: usize, const R: usize, D: Device<f32>> Adapter<I, O, R, f32, D> {
+    /// A fresh adapter: A uniform in ±1/√I (PEFT's Kaiming-uniform with a = √5), B zero.
+    pub fn new(dev: &D, rng: &mut ChaCha8Rng) -> Result<Self, D::Err> {
+        let bound = 1.0 / (I as f32).sqrt();
+        let a: Vec<f32> = (0..R * I).map(|_| rng.gen_range(-bound..bound)).collect();
+        Ok(Adapter {
+            a: dev.try_tensor_from_vec(a, (Const, Const))?,
+            b: dev.try_zeros()?,
+        })
+    }
+
+    /// The low-rank correction `scale · (x·Aᵀ)·Bᵀ` for rows `x: [n, I]`: two thin products,
+    /// `[n, I]·[I, R]` then `[n, R]·[R, O]`, never the `[O, I]` matrix B·A. Written in dfdx
+    /// ops, so it runs (and differentiates) on any device.
+    pub fn correction<T: Tape<f32, D>>(
+        &self,
+        x: Hidden<I, D, T>,
+        scale: f32,
+    ) -> Result<Hidden<O, D, T>, D::Err> {
+        let at = self.a.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?;
+        let bt = self.b.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?;
+        x.try_matmul(at)?.try_matmul(bt)?.try_mul(scale)
+    }
+
+    /// `W + scale · B·A`: the adapted weight of a `Linear` (`[O, I]`, as dfdx stores it).
+    pub fn merge(
+        &self,
+        weight: &Tensor<Rank2<O, I>, f32, D>,
+        scale: f32,
+    ) -> Result<Tensor<Rank2<O, I>, f32, D>, D::Err> {
+        let ba = self.b.clone().try_matmul(self.a.clone())?.try_mul(scale)?;
+        weight.clone().try_add(ba)
+    }
+}
+
+/// `lin(x)`, plus the adapter's correction when the model is adapted. `adapter`: `None` for a
+/// plain model (the layer trains as usual); `Some((adapter, Some(α/r)))` adds the correction;
+/// `Some((adapter, None))` is the adapted model with its adapters switched off. Adapted or
+/// switched off, the layer's own weights are frozen.
+pub(crate) fn project<const I: usize, const O: usize, const R: usize, D, T>(
+    lin: &Linear<I, O, f32, D>,
+    adapter: Option<(&Adapter<I, O, R, f32, D>, Option<f32>)>,
+    x: Hidden<I, D, T>,
+) -> Result<Hidden<O, D, T>, D::Err>
+where
+    D: Device<f32>,
+    T: Tape<f32, D>,
+{
+    match adapter {
+        None => fused::linear(lin, x),
+        Some((_, None)) => fused::linear_with(lin, x, Weights::Frozen),
+        Some((a, Some(scale))) => {
+            // The correction starts from a copy of x with an empty tape; the add merges them.
+            let correction = a.correction(x.with_empty_tape(), scale)?;
+            fused::linear_with(lin, x, Weights::Frozen)?.try_add(correction)
+        }
+    }
+}
+
+/// One block's adapters: on q, k, v and attention's output projection.
+#[derive(Debug, Clone)]
+pub struct BlockLora<const M: usize, const R: usize, E: Dtype, D: Storage<E>> {
+    /// On the query projection.
+    pub q: Adapter<M, M, R, E, D>,
+    /// On the key projection.
+    pub k: Adapter<M, M, R, E, D>,
+    /// On the value projection.
+    pub v: Adapter<M, M, R, E, D>,
+    /// On attention's output projection (GPT-2's `attn.c_proj`, Llama's `o_proj`).
+    pub o: Adapter<M, M, R, E, D>,
+}
+
+impl<const M: usize, const R: usize, D: Device<f32>> BlockLora<M, R, f32, D> {
+    fn new(dev: &D, rng: &mut ChaCha8Rng) -> Result<Self, D::Err> {
+        Ok(BlockLora {
+            q: Adapter::new(dev, rng)?,
+            k: Adapter::new(dev, rng)?,
+            v: Adapter::new(dev, rng)?,
+            o: Adapter::new(dev, rng)?,
+        })
+    }
+}
+
+/// A model's adapters as the forward pass reads them: one [`BlockLora`] per block, and α/r
+/// (`None`: switched off).
+pub struct Adapters<'a, const M: usize, const R: usize, D: Device<f32>> {
+    /// Block i's adapters.
+    pub blocks: &'a [BlockLora<M, R, f32, D>],
+    /// α/r, or `None` when the adapters are switched off.
+    pub scale: Option<f32>,
+}
+
+impl<const M: usize, const R: usize, D: Device<f32>> Clone for Adapters<'_, M, R, D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<const M: usize, const R: usize, D: Device<f32>> Copy for Adapters<'_, M, R, D> {}
+
+/// A [`Gpt`] with rank-`R` LoRA adapters: the base model frozen, the adapters trained. A
+/// [`LanguageModel`], so the SFT, KTO and DPO trainers train it as they train a full model —
+/// its `TensorCollection` is the adapters alone, so that is all they update.
+#[derive(Debug, Clone)]
+pub struct LoraGpt<
+    const V: usize,
+    const M: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+    const S: usize,
+    const R: usize,
+    D: Device<f32>,
+> {
+    /// The frozen base model.
+    pub base: Gpt<V, M, H, F, L, S, f32, D>,
+    /// The adapters, one set per block (saved as `h.0.q.lora_A`, …).
+    pub adapters: Repeated<BlockLora<M, R, f32, D>, L>,
+    /// α (and the seed the A matrices came from).
+    pub config: LoraConfig,
+    /// Whether the adapters are applied ([`LoraGpt::without_adapters`] switches them off).
+    pub enabled: bool,
+}
+
+impl<
+        const V: usize,
+        const M: usize,
+        const H: usize,
+        const F: usize,
+        const L: usize,
+        const S: usize,
+        const R: usize,
+        D: Device<f32>,
+    > LoraGpt<V, M, H, F, L, S, R, D>
+{
+    /// The rank.
+    pub const RANK: usize = R;
+
+    /// Fresh adapters (B = 0: the model starts equal to `base`) on a copy of `base` that shares
+    /// its weights. The same seed gives the same A matrices.
+    pub fn new(
+        base: &Gpt<V, M, H, F, L, S, f32, D>,
+        config: LoraConfig,
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        if R == 0 {
+            return Err(ModelError::BadParameter {
+                name: "lora rank",
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        let dev = base.wte.weight.device().clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let modules = (0..L)
+            .map(|_| BlockLora::new(&dev, &mut rng))
+            .collect::<Result<_, _>>()
+            .map_err(device_err)?;
+        Ok(LoraGpt {
+            base: base.clone(),
+            adapters: Repeated { modules },
+            config,
+            enabled: true,
+        })
+    }
+
+    /// The same model with its adapters switched off: the base model, as the reference of a
+    /// LoRA run. Same type as the policy (the trainers want one), same frozen forward, and the
+    /// weights shared, not copied.
+    pub fn without_adapters(&self) -> Self {
+        LoraGpt {
+            enabled: false,
+            ..self.clone()
+        }
+    }
+
+    /// α/r, the factor in front of every correction.
+    pub fn scale(&self) -> f32 {
+        self.config.alpha / R as f32
+    }
+
+    /// The number of trainable numbers: 4 projections × L blocks × R·(M + M).
+    pub fn trainable_params(&self) -> usize {
+        4 * L * R * 2 * M
+    }
+
+    /// The base model with every adapter folded into its weight (`W + (α/r)·B·A`): a plain
+    /// [`Gpt`] computing the same function (up to float rounding), for sampling or export.
+    /// Switched-off adapters fold nothing.
+    pub fn merged(&self) -> Result<Gpt<V, M, H, F, L, S, f32, D>, ModelError> {
+        let mut out = self.base.clone();
+        if !self.enabled {
+            return Ok(out);
+        }
+        let scale = self.scale();
+        for (block, lora) in out.h.modules.iter_mut().zip(&self.adapters.modules) {
+            let attn = &mut block.attn;
+            let mut merge = || -> Result<(), D::Err> {
+                attn.q.weight = lora.q.merge(&attn.q.weight, scale)?;
+                attn.k.weight = lora.k.merge(&attn.k.weight, scale)?;
+                attn.v.weight = lora.v.merge(&attn.v.weight, scale)?;
+                attn.c_proj.weight = lora.o.merge(&attn.c_proj.weight, scale)?;
+                Ok(())
+            };
+            merge().map_err(device_err)?;
+        }
+        Ok(out)
+    }
+
+    fn view(&self) -> Adapters<'_, M, R, D> {
+        Adapters {
+            blocks: &self.adapters.modules,
+            scale: self.enabled.then(|| self.scale()),
+        }
+    }
+}
+
+impl<const I: usize, const O: usize, const R: usize, D: Device<f32>> TensorCollection<f32, D>
+    for Adapter<I, O, R, f32, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = Adapter<I, O, R, E2, D2>;
+
+    fn iter_tensors<Vis: ModuleVisitor<Self, f32, D>>(
+        visitor: &mut Vis,
+    ) -> Result<Option<Self::To<Vis::E2, Vis::D2>>, Vis::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "lora_A",
+                    |s| &s.a,
+                    |s| &mut s.a,
+                    TensorOptions::reset_with(|t| {
+                        let b = 1.0 / (I as f32).sqrt();
+                        t.try_fill_with_distr(rand_distr::Uniform::new(-b, b))
+                    }),
+                ),
+                Self::tensor(
+                    "lora_B",
+                    |s| &s.b,
+                    |s| &mut s.b,
+                    TensorOptions::reset_to_zeros(),
+                ),
+            ),
+            |(a, b)| Adapter { a, b },
+        )
+    }
+}
+
+impl<const M: usize, const R: usize, D: Device<f32>> TensorCollection<f32, D>
+    for BlockLora<M, R, f32, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = BlockLora<M, R, E2, D2>;
+
+    fn iter_tensors<Vis: ModuleVisitor<Self, f32, D>>(
+        visitor: &mut Vis,
+    ) -> Result<Option<Self::To<Vis::E2, Vis::D2>>, Vis::Err> {
+        visitor.visit_fields(
+            (
+                Self::module("q", |s| &s.q, |s| &mut s.q),
+                Self::module("k", |s| &s.k, |s| &mut s.k),
+                Self::module("v", |s| &s.v, |s| &mut s.v),
+                Self::module("o", |s| &s.o, |s| &mut s.o),
+            ),
+            |(q, k, v, o)| BlockLora { q, k, v, o },
+        )
+    }
+}
+
+/// The adapters are the whole collection: what the trainers allocate gradients for, what
+/// AdamW updates, what `save` writes. The base model is not visited.
+impl<
+        const V: usize,
+        const M: usize,
+        const H: usize,
+        const F: usize,
+        const L: usize,
+        const S: usize,
+        const R: usize,
+        D: Device<f32>,
+    > TensorCollection<f32, D> for LoraGpt<V, M, H, F, L, S, R, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = Repeated<BlockLora<M, R, E2, D2>, L>;
+
+    fn iter_tensors<Vis: ModuleVisitor<Self, f32, D>>(
+        visitor: &mut Vis,
+    ) -> Result<Option<Self::To<Vis::E2, Vis::D2>>, Vis::Err> {
+        visitor.visit_fields(
+            Self::module("h", |s| &s.adapters, |s| &mut s.adapters),
+            |h| h,
+        )
+    }
+}
+
+impl<
+        const V: usize,
+        const M: usize,
+        const H: usize,
+        const F: usize,
+        const L: usize,
+        const S: usize,
+        const R: usize,
+        D: Device<f32>,
+    > LanguageModel<D> for LoraGpt<V, M, H, F, L, S, R, D>
+{
+    fn sequence_logprobs<T: Tape<f32, D>>(
+        &self,
+        batch: &TokenBatch,
+        tape: T,
+    ) -> Result<Tensor<(usize,), f32, D, T>, ModelError> {
+        self.base
+            .sequence_logprobs_adapted(batch, tape, Some(self.view()))
+    }
+
+    fn token_nll<T: Tape<f32, D>>(
+        &self,
+        batch: &TokenBatch,
+        tape: T,
+    ) -> Result<Tensor<(), f32, D, T>, ModelError> {
+        self.base.token_nll_adapted(batch, tape, Some(self.view()))
+    }
+
+    fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        eos_id: u32,
+        cfg: &SampleConfig,
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
+        self.base
+            .generate_adapted(prompts, eos_id, cfg, Some(self.view()))
+    }
+
+    fn max_seq(&self) -> usize {
+        S
+    }
+
+    /// Saves the adapters only (`h.0.q.lora_A`, …): the base model is saved on its own.
+    fn save(&self, path: &std::path::Path) -> Result<(), ModelError> {
+        self.save_safetensors(path)
+            .map_err(|e| ModelError::Safetensors {
+                path: path.to_path_buf(),
+                message: super::error::safetensors_message(&e),
+            })
+    }
+
+    /// Loads adapters saved by [`LanguageModel::save`]; on error they are unchanged.
+    fn load(&mut self, path: &std::path::Path) -> Result<(), ModelError> {
+        let mut loaded = self.clone();
+        loaded
+            .load_safetensors(path)
+            .map_err(|e| ModelError::Safetensors {
+                path: path.to_path_buf(),
+                message: super::error::load_message(&e),
+            })?;
+        *self = loaded;
+        Ok(())
+    }
+
+    fn device(&self) -> D {
+        self.base.wte.weight.device().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::tiny::{TinyLora, TinyModel};
+    use crate::model::tape_from;
+
+    fn batch() -> TokenBatch {
+        let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..3)
+            .map(|i| {
+                let ids = |seed: u32, n: u32| (0..n).map(move |t| (seed * 31 + t * 17) % 250 + 3);
+                (ids(i, 3 + i).collect(), ids(i + 50, 2 + i).collect())
+            })
+            .collect();
+        TokenBatch::new(&rows, 0, 16).unwrap()
+    }
+
+    fn logps<M: LanguageModel<Cpu>>(m: &M) -> Vec<f32> {
+        m.sequence_logprobs(&batch(), NoneTape).unwrap().as_vec()
+    }
+
+    /// Fills every B with small numbers, so the adapters change the model.
+    fn nudge<const R: usize>(lora: &mut TinyLora<R, Cpu>) {
+        let dev = Cpu::default();
+        for (i, block) in lora.adapters.modules.iter_mut().enumerate() {
+            for (j, ad) in [&mut block.q, &mut block.k, &mut block.v, &mut block.o]
+                .into_iter()
+                .enumerate()
+            {
+                let n = ad.b.shape().num_elements();
+                let b = (0..n)
+                    .map(|t| (((t + 7 * i + 3 * j) % 11) as f32 - 5.0) * 0.02)
+                    .collect();
+                ad.b = dev.tensor_from_vec(b, (Const, Const));
+            }
+        }
+    }
+
+    #[test]
+    fn fresh_or_switched_off_adapters_are_the_base_model_exactly() {
+        let base = TinyModel::<Cpu>::init(&Cpu::default(), 1);
+        let mut lora = TinyLora::<4, Cpu>::new(&base, LoraConfig::default()).unwrap();
+        assert_eq!(logps(&lora), logps(&base), "B = 0 at the start");
+        nudge(&mut lora);
+        assert_ne!(logps(&lora), logps(&base));
+        assert_eq!(logps(&lora.without_adapters()), logps(&base));
+        assert_eq!(lora.trainable_params(), 4 * 2 * 4 * 2 * 16);
+    }
+
+    #[test]
+    fn merged_weights_compute_the_adapted_model() {
+        let base = TinyModel::<Cpu>::init(&Cpu::default(), 2);
+        let mut lora = TinyLora::<2, Cpu>::new(&base, LoraConfig::default()).unwrap();
+        nudge(&mut lora);
+        let merged = lora.merged().unwrap();
+        for (a, b) in logps(&lora).iter().zip(logps(&merged)) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
+        }
+        assert_eq!(
+            logps(&lora.without_adapters().merged().unwrap()),
+            logps(&base)
+        );
+    }
+
+    #[test]
+    fn gradients_of_a_and_b_match_finite_differences() {
+        let base = TinyModel::<Cpu>::init(&Cpu::default(), 3);
+        let mut lora = TinyLora::<2, Cpu>::new(&base, LoraConfig::default()).unwrap();
+        nudge(&mut lora);
+        let dev = Cpu::default();
+        let loss = |m: &TinyLora<2, Cpu>| -> f64 { logps(m).iter().map(|&x| x as f64).sum() };
+        let grads = lora
+            .sequence_logprobs(&batch(), tape_from(&dev, lora.alloc_grads()))
+            .unwrap()
+            .sum()
+            .backward();
+        let block = &lora.adapters.modules[1];
+        let (ga, gb) = (
+            grads.get(&block.v.a).as_vec(),
+            grads.get(&block.o.b).as_vec(),
+        );
+        let eps = 1e-2f32;
+        let probe = |which: usize, k: usize| -> f64 {
+            let shifted = |delta: f32| {
+                let mut m = lora.clone();
+                let ad = &mut m.adapters.modules[1];
+                let t = if which == 0 {
+                    let mut a = ad.v.a.as_vec();
+                    a[k] += delta;
+                    ad.v.a = dev.tensor_from_vec(a, (Const, Const));
+                    &m
+                } else {
+                    let mut b = ad.o.b.as_vec();
+                    b[k] += delta;
+                    ad.o.b = dev.tensor_from_vec(b, (Const, Const));
+                    &m
+                };
+                loss(t)
+            };
+            (shifted(eps) - shifted(-eps)) / (2.0 * eps as f64)
+        };
+        for k in [0, 5, 17, 30] {
+            let (numeric, exact) = (probe(0, k), ga[k] as f64);
+            assert!(
+                (numeric - exact).abs() <= 2e-2 * (1.0 + exact.abs()),
+                "A[{k}]: {numeric} vs {exact}"
+            );
+            let (numeric, exact) = (probe(1, k), gb[k] as f64);
+            assert!(
+                (numeric - exact).abs() <= 2e-2 * (1.0 + exact.abs()),
+                "B[{k}]: {numeric} vs {exact}"
+            );
+        }
+        assert!(ga.iter().any(|g| g.abs() > 1e-4) && gb.iter().any(|g| g.abs() > 1e-4));
+        // The frozen projections and the head got no gradient buffer at all (no ∂W GEMM).
+        let attn = &lora.base.h.modules[0].attn;
+        let has_grad = |id: &dyn Fn() -> Vec<f32>| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(id)).is_ok()
+        };
+        assert!(!has_grad(&|| grads.get(&attn.q.weight).as_vec()));
+        assert!(!has_grad(&|| grads.get(&attn.c_proj.weight).as_vec()));
+        assert!(!has_grad(&|| grads.get(&lora.base.wte.weight).as_vec()));
+        assert!(has_grad(&|| grads.get(&block.q.a).as_vec()));
+    }
+
+    #[test]
+    fn adapters_save_and_load_alone() {
+        let base = TinyModel::<Cpu>::init(&Cpu::default(), 4);
+        let mut lora = TinyLora::<2, Cpu>::new(&base, LoraConfig::default()).unwrap();
+        nudge(&mut lora);
+        let dir = std::env::temp_dir().join(format!("kto-lab-lora-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("adapters.safetensors");
+        lora.save(&path).unwrap();
+        let mut fresh = TinyLora::<2, Cpu>::new(&base, LoraConfig::default()).unwrap();
+        fresh.load(&path).unwrap();
+        assert_eq!(logps(&fresh), logps(&lora));
+        let size = std::fs::metadata(&path).unwrap().len() as usize;
+        assert!(
+            size < 4 * lora.trainable_params() + 4096,
+            "only the adapters: {size} bytes"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_kto_step_changes_the_adapters_and_nothing_else() {
+        use crate::losses::KtoConfig;
+        use crate::train::{self, Example, MetricsLog, Session, TrainConfig};
+        let base = TinyModel::<Cpu>::init(&Cpu::default(), 5);
+        let mut policy = TinyLora::<2, Cpu>::new(&base, LoraConfig::default()).unwrap();
+        let reference = policy.without_adapters();
+        let data: Vec<Example> = (0..6u32)
+            .map(|i| Example {
+                prompt: vec![3 + i, 40, 41],
+                completion: vec![50 + i, 60],
+                label: i % 2 == 0,
+            })
+            .collect();
+        let cfg = TrainConfig {
+            steps: 2,
+            batch_size: 4,
+            lr: 1e-2,
+            warmup: 0,
+            adamw: train::AdamWConfig::default(),
+            seed: 0,
+        };
+        let mut log = MetricsLog::quiet();
+        let mut session = Session {
+            phase: "kto",
+            cfg: &cfg,
+            pad_id: 0,
+            log: &mut log,
+        };
+        let before = policy.clone();
+        train::train_kto(
+            &mut policy,
+            &reference,
+            &data,
+            &KtoConfig::default(),
+            &mut session,
+        )
+        .unwrap();
+        let all = |m: &TinyModel<Cpu>| {
+            let mut out = Vec::new();
+            crate::train::optim::for_each_param(m, |t| out.extend(t.as_vec()));
+            out
+        };
+        assert_eq!(all(&policy.base), all(&base), "the base model is frozen");
+        assert_eq!(all(&reference.base), all(&base));
+        let b = |m: &TinyLora<2, Cpu>| m.adapters.modules[0].q.b.as_vec();
+        assert_ne!(b(&policy), b(&before), "B moved off zero");
+        assert!(b(&before).iter().all(|&x| x == 0.0));
+        assert_eq!(
+            logps(&reference),
+            logps(&base),
+            "the reference stayed the base model"
+        );
+    }
+}
