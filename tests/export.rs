@@ -1,6 +1,7 @@
-//! `model::export_hf`: the Hugging Face GPT-2 checkpoint. The Rust tests read the files back
-//! and check names, shapes, layouts and configs; the `#[ignore]`d test at the end hands the
-//! export to Python `transformers` and compares log-probs (see `scripts/check_hf_export.py`).
+//! `model::export_hf`: the Hugging Face GPT-2 checkpoint, and `model::export_peft`: LoRA
+//! adapters for PEFT. The Rust tests read the files back and check names, shapes, layouts and
+//! configs; the `#[ignore]`d tests hand the exports to Python `transformers`, TRL and PEFT and
+//! compare log-probs (see `scripts/check_hf_export.py`, `scripts/check_peft.py`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,10 @@ use ::safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 use dfdx::prelude::*;
 use kto_lab::model::config::tiny::{self, TinyModel};
 use kto_lab::model::export::EXPORT_FILES;
-use kto_lab::model::{export_hf, Gpt, Model, ModelError, TokenBatch};
+use kto_lab::model::{
+    export_hf, export_peft, Gpt, LanguageModel, LoraConfig, LoraModel, Model, ModelError,
+    TokenBatch,
+};
 use kto_lab::tokenizer::Tokenizer;
 use kto_lab::world;
 use rand::SeedableRng;
@@ -81,7 +85,12 @@ fn perturbed_tiny(seed: u64) -> TinyModel {
 
 /// The exported weights: name → (shape, values).
 fn read_weights(dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(dir.join("model.safetensors")).expect("read model.safetensors");
+    read_safetensors(&dir.join("model.safetensors"))
+}
+
+/// A safetensors file's tensors: name → (shape, values).
+fn read_safetensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).expect("read the safetensors file");
     let st = SafeTensors::deserialize(&bytes).expect("valid safetensors");
     st.tensors()
         .into_iter()
@@ -577,4 +586,131 @@ fn hf_chat_template_and_trl_take_the_model_as_trained() {
         out.status
     );
     assert!(stdout.contains("OK"), "no OK summary line:\n{stdout}");
+}
+
+/// Runs `scripts/SCRIPT` with `args` under `KTO_LAB_PYTHON` (default `python3`); fails the test
+/// unless it exits 0 and prints an `OK` line. Returns its output.
+fn run_check(script: &str, args: &[&Path]) -> String {
+    let python = std::env::var("KTO_LAB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\n{stdout}\n{stderr}",
+        script.display(),
+        out.status
+    );
+    assert!(stdout.contains("OK"), "no OK summary line:\n{stdout}");
+    stdout
+}
+
+#[test]
+fn peft_export_writes_fused_qkv_adapters_and_refuses_to_overwrite() {
+    let dev = Cpu::default();
+    let base = Model::init(&dev, 3);
+    let mut lora = LoraModel::<4, Cpu>::new(&base, LoraConfig::default()).expect("lora");
+    let b: Vec<f32> = (0..lora.adapters.modules[0].k.b.shape().num_elements())
+        .map(|i| i as f32)
+        .collect();
+    lora.adapters.modules[0].k.b = dev.tensor_from_vec(b.clone(), (Const, Const));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("adapter");
+    export_peft(&lora, &dir).expect("export");
+    let weights = read_safetensors(&dir.join("adapter_model.safetensors"));
+    let m = kto_lab::model::D_MODEL;
+    let (shape, a) = &weights["base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"];
+    assert_eq!(shape, &vec![12, m]);
+    let q_a = lora.adapters.modules[0].q.a.as_vec();
+    assert_eq!(&a[..4 * m], &q_a[..], "q's A comes first");
+    let (shape, fused) = &weights["base_model.model.transformer.h.0.attn.c_attn.lora_B.weight"];
+    assert_eq!(shape, &vec![3 * m, 12]);
+    // k's B sits in rows M..2M, columns 4..8; zero elsewhere in those rows.
+    for o in 0..m {
+        let row = &fused[(m + o) * 12..(m + o + 1) * 12];
+        assert_eq!(&row[4..8], &b[o * 4..o * 4 + 4]);
+        assert!(row[..4].iter().chain(&row[8..]).all(|&x| x == 0.0));
+    }
+    assert_eq!(weights.len(), 4 * kto_lab::model::N_LAYERS);
+    let config = read_json(&dir.join("adapter_config.json"));
+    assert_eq!(config["r"], 4);
+    assert_eq!(config["rank_pattern"]["attn.c_attn"], 12);
+    assert_eq!(config["alpha_pattern"]["attn.c_attn"], 96.0);
+    assert_eq!(
+        config["target_modules"],
+        json!(["attn.c_attn", "attn.c_proj"])
+    );
+    let again = export_peft(&lora, &dir).expect_err("second export");
+    assert!(
+        matches!(again, ModelError::WouldOverwrite { .. }),
+        "{again}"
+    );
+    let off = export_peft(&lora.without_adapters(), &tmp.path().join("off"));
+    assert!(off.is_err());
+}
+
+/// PEFT loads our adapters on our exported base model and scores like we do, adapters on and
+/// off, and merged (`scripts/check_peft.py`). Needs Python with torch, transformers and peft.
+#[test]
+#[ignore = "needs Python with torch + transformers + peft; run with --ignored"]
+fn peft_loads_the_adapters_as_trained() {
+    let dev = Cpu::default();
+    let mut base = Model::init(&dev, 12);
+    perturb(&mut base, 0.1, 12);
+    let mut lora = LoraModel::<4, Cpu>::new(
+        &base,
+        LoraConfig {
+            alpha: 8.0,
+            seed: 3,
+        },
+    )
+    .expect("lora");
+    // B starts at zero, which would make the check prove nothing: fill every B.
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let normal = Normal::new(0.0f32, 0.05).unwrap();
+    for block in &mut lora.adapters.modules {
+        for ad in [&mut block.q, &mut block.k, &mut block.v, &mut block.o] {
+            let n = ad.b.shape().num_elements();
+            let b = (0..n).map(|_| normal.sample(&mut rng)).collect();
+            ad.b = dev.tensor_from_vec(b, (Const, Const));
+        }
+    }
+    let tok =
+        Tokenizer::train(&world::tokenizer_corpus(), kto_lab::model::VOCAB).expect("tokenizer");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (hf, adapter) = (tmp.path().join("hf"), tmp.path().join("adapter"));
+    export_hf(&base, &tok, &hf).expect("export base");
+    export_peft(&lora, &adapter).expect("export adapters");
+    let pairs = world_pairs(&tok);
+    let batch = TokenBatch::new(&pairs, tok.eos_id(), kto_lab::model::MAX_SEQ).expect("batch");
+    assert!(
+        batch.truncations.is_empty(),
+        "toy-world rows fit the context"
+    );
+    let on = lora
+        .sequence_logprobs(&batch, NoneTape)
+        .expect("on")
+        .as_vec();
+    let off = base
+        .sequence_logprobs(&batch, NoneTape)
+        .expect("off")
+        .as_vec();
+    let rows: Vec<Value> = pairs
+        .iter()
+        .enumerate()
+        .map(|(r, (p, c))| {
+            json!({ "prompt_ids": p, "completion_ids": c, "logprob": on[r], "base_logprob": off[r] })
+        })
+        .collect();
+    let pairs_path = tmp.path().join("pairs.json");
+    std::fs::write(&pairs_path, json!({ "pairs": rows }).to_string()).unwrap();
+    run_check("check_peft.py", &[&hf, &adapter, &pairs_path]);
 }

@@ -12,6 +12,9 @@
 //! | `tokenizer_config.json` | `<|endoftext|>` as bos / eos / unk / pad, no prefix space, and the prompt format as a `chat_template` |
 //! | `special_tokens_map.json` | the same special tokens, for older `transformers` |
 //!
+//! [`export_peft`] writes a LoRA model's adapters in PEFT's format (`adapter_config.json`,
+//! `adapter_model.safetensors`) for `peft.PeftModel.from_pretrained` on the exported base model.
+//!
 //! ## How our weights map onto GPT-2's
 //!
 //! Our architecture *is* GPT-2's (pre-LayerNorm blocks, learned positions, tied head, tanh
@@ -376,6 +379,118 @@ pub fn export_hf<
         json_bytes(&special_tokens_map()),
     ];
 
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (path, bytes) in paths.iter().zip(&contents) {
+        write_new(path, bytes)?;
+    }
+    Ok(paths)
+}
+
+/// `adapter_config.json`: the LoRA settings for PEFT.
+pub const PEFT_CONFIG_FILE: &str = "adapter_config.json";
+/// `adapter_model.safetensors`: the adapters under PEFT's names.
+pub const PEFT_WEIGHTS_FILE: &str = "adapter_model.safetensors";
+
+/// One block's adapters as PEFT's LoRA on GPT-2's modules: q, k and v fused into one adapter
+/// on `attn.c_attn` of rank 3R — A stacks the three A's (`[3R, M]`), B is block-diagonal
+/// (`[3M, 3R]`: q's output rows read q's R columns, and so on), which computes exactly the three
+/// separate corrections — and o as an adapter on `attn.c_proj` (`[R, M]`, `[M, R]`).
+fn peft_block<const M: usize, const R: usize, D: Device<f32>>(
+    prefix: &str,
+    lora: &super::lora::BlockLora<M, R, f32, D>,
+) -> [HostTensor; 4] {
+    let qkv = [&lora.q, &lora.k, &lora.v];
+    let a: Vec<f32> = qkv.iter().flat_map(|ad| ad.a.as_vec()).collect();
+    let mut b = vec![0.0f32; 3 * M * 3 * R];
+    for (j, ad) in qkv.iter().enumerate() {
+        let bj = ad.b.as_vec(); // [M, R]
+        for o in 0..M {
+            for r in 0..R {
+                b[(j * M + o) * 3 * R + j * R + r] = bj[o * R + r];
+            }
+        }
+    }
+    let name = |module: &str, part: &str| format!("{prefix}.attn.{module}.{part}.weight");
+    [
+        HostTensor::new(name("c_attn", "lora_A"), vec![3 * R, M], a),
+        HostTensor::new(name("c_attn", "lora_B"), vec![3 * M, 3 * R], b),
+        HostTensor::new(name("c_proj", "lora_A"), vec![R, M], lora.o.a.as_vec()),
+        HostTensor::new(name("c_proj", "lora_B"), vec![M, R], lora.o.b.as_vec()),
+    ]
+}
+
+/// PEFT's `adapter_config.json` for rank `R` and `alpha`: LoRA on `attn.c_attn` (rank 3R, α
+/// 3·alpha, so its α/r is the same) and `attn.c_proj`, no dropout, GPT-2's Conv1D layout.
+fn peft_config(rank: usize, alpha: f32) -> Value {
+    json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": null,
+        "r": rank,
+        "lora_alpha": alpha,
+        "lora_dropout": 0.0,
+        "target_modules": ["attn.c_attn", "attn.c_proj"],
+        "rank_pattern": { "attn.c_attn": 3 * rank },
+        "alpha_pattern": { "attn.c_attn": 3.0 * alpha },
+        "fan_in_fan_out": true,
+        "bias": "none",
+        "use_rslora": false,
+        "inference_mode": true,
+        "init_lora_weights": true,
+        "modules_to_save": null,
+    })
+}
+
+/// Writes `model`'s adapters to `dir` in PEFT's format ([`PEFT_CONFIG_FILE`],
+/// [`PEFT_WEIGHTS_FILE`]) and returns the paths written. With the base model exported by
+/// [`export_hf`], `peft.PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(base), dir)`
+/// is the adapted model as trained (`scripts/check_peft.py` checks its log-probs to 1e-4).
+///
+/// Switched-off adapters ([`super::LoraGpt::without_adapters`]) have nothing to export: an
+/// error. Like [`export_hf`], nothing is overwritten and nothing is written on an error.
+pub fn export_peft<
+    const V: usize,
+    const M: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+    const S: usize,
+    const R: usize,
+    D: Device<f32>,
+>(
+    model: &super::LoraGpt<V, M, H, F, L, S, R, D>,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, ModelError> {
+    if !model.enabled {
+        return Err(ModelError::BadParameter {
+            name: "adapters",
+            value: "switched off".into(),
+            expected: "switched on to be exported",
+        });
+    }
+    let paths: Vec<PathBuf> = [PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
+    if let Some(existing) = paths.iter().find(|p| p.exists()) {
+        return Err(ModelError::WouldOverwrite {
+            path: existing.clone(),
+        });
+    }
+    let tensors: Vec<HostTensor> = model
+        .adapters
+        .modules
+        .iter()
+        .enumerate()
+        .flat_map(|(i, block)| peft_block(&format!("base_model.model.transformer.h.{i}"), block))
+        .collect();
+    let contents = [
+        json_bytes(&peft_config(R, model.config.alpha)),
+        safetensors_bytes(&tensors, &paths[1])?,
+    ];
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
         path: dir.to_path_buf(),
         source,

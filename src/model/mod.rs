@@ -53,7 +53,7 @@ pub fn device() -> crate::losses::Dev {
 pub use config::{LoraModel, Model, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
 pub(crate) use error::device_err;
 pub use error::ModelError;
-pub use export::export_hf;
+pub use export::{export_hf, export_peft};
 pub use gpt::{tape_from, Gpt, Logits};
 pub use lm::LanguageModel;
 pub use logprobs::{TokenBatch, Truncation};
