@@ -328,6 +328,26 @@ fn tour_prints_every_lab_and_writes_its_files() {
 }
 
 #[test]
+fn train_rejects_a_lora_rank_this_build_lacks_and_lora_over_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lab3");
+    let out = out.to_str().unwrap();
+    let o = kto_lab(&["train", "--out", out, "--lora", "5", "--quiet"]);
+    assert_one_line_error(
+        &o,
+        "--lora 5: this build has ranks [4, 8, 16, 32] (dfdx needs the rank at compile time)",
+    );
+    let o = kto_lab(&["train", "--out", out, "--lora", "16", "--seeds", "2"]);
+    assert_one_line_error(&o, "--lora runs with one seed (drop --seeds)");
+    let o = kto_lab(&["train", "--out", out, "--lora", "8", "--lora-alpha=-1"]);
+    assert_one_line_error(
+        &o,
+        "`lora alpha` = -1 is invalid: it must be a finite number > 0",
+    );
+    assert!(!dir.path().join("lab3").exists(), "nothing written");
+}
+
+#[test]
 fn train_rejects_a_device_this_build_lacks_and_bad_beta() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lab3");

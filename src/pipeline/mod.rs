@@ -12,6 +12,7 @@
 mod charts;
 mod codec;
 mod evaluate;
+mod lora;
 mod probe;
 mod report;
 mod seeds;
@@ -19,6 +20,7 @@ mod seeds;
 pub use charts::{desirable_rate_curves, desirable_rates, kto_curves, loss_curves};
 pub use codec::Codec;
 pub use evaluate::{evaluate, sample_and_judge, Evaluation, Sample, Sampling};
+pub use lora::{lora_beside_full, LoraOutcome, LoraReport, LoraRow, LoraSettings};
 pub use probe::{probe, ProbeConfig, PROBE_HELD_OUT_RATE, PROBE_TRAIN_RATE};
 use report::Row;
 pub use report::{LoopReport, MethodRow};

@@ -122,6 +122,17 @@ struct TrainArgs {
     /// Resume from a saved SFT model (e.g. out/lab3/sft.safetensors) instead of training one.
     #[arg(long)]
     resume_sft: Option<PathBuf>,
+    /// Also train KTO and DPO through rank-R LoRA adapters on q, k, v, o (R: 4, 8, 16 or 32),
+    /// beside full fine-tuning, one run after the other: OUT/lora.{md,json}, and the adapters
+    /// in PEFT's format in OUT/lora-kto/ and OUT/lora-dpo/.
+    #[arg(long, value_name = "R")]
+    lora: Option<usize>,
+    /// LoRA's α (default 2·R: the seed's α/r = 32/16).
+    #[arg(long, value_name = "A")]
+    lora_alpha: Option<f32>,
+    /// The LoRA runs' learning rate as a multiple of the full runs'.
+    #[arg(long, value_name = "X", default_value_t = crate::lab3::LORA_LR_FACTOR)]
+    lora_lr_factor: f64,
 }
 
 impl TrainArgs {
@@ -176,6 +187,37 @@ impl TrainArgs {
         cfg.kto_loss.validate()?;
         cfg.sft_checkpoint = self.resume_sft.clone();
         Ok(cfg)
+    }
+
+    /// The LoRA comparison asked for, if any.
+    fn lora(&self) -> Result<Option<crate::lab3::Lora>> {
+        let Some(rank) = self.lora else {
+            return Ok(None);
+        };
+        if !kto_lab::model::lora::RANKS.contains(&rank) {
+            anyhow::bail!(
+                "--lora {rank}: this build has ranks {:?} (dfdx needs the rank at compile time)",
+                kto_lab::model::lora::RANKS
+            );
+        }
+        if !(self.lora_lr_factor.is_finite() && self.lora_lr_factor > 0.0) {
+            anyhow::bail!(
+                "--lora-lr-factor {}: a finite number > 0",
+                self.lora_lr_factor
+            );
+        }
+        let config = kto_lab::model::LoraConfig {
+            alpha: self.lora_alpha.unwrap_or(2.0 * rank as f32),
+            seed: self.seed,
+        };
+        config.validate()?;
+        Ok(Some(crate::lab3::Lora {
+            rank,
+            settings: pipeline::LoraSettings {
+                config,
+                lr_factor: self.lora_lr_factor,
+            },
+        }))
     }
 }
 
@@ -246,15 +288,20 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::tour::run(&dir.join("tour"), &mut out)?;
             writeln!(out)?;
             let cfg = kto_lab::pipeline::LoopConfig::default();
-            crate::lab3::run(&cfg, &dir.join("lab3"), true, &mut out).map(|_| ())
+            crate::lab3::run(&cfg, None, &dir.join("lab3"), true, &mut out).map(|_| ())
         }
         Command::Tour { out: dir } => crate::tour::run(&dir, &mut out),
         Command::Bench(args) => crate::bench_cmd::run(&args, &mut out),
         Command::Train(args) => {
             let cfg = args.config()?;
+            let lora = args.lora()?;
+            if lora.is_some() && args.seeds > 1 {
+                anyhow::bail!("--lora runs with one seed (drop --seeds)");
+            }
             match args.seeds {
                 0 => anyhow::bail!("--seeds 0: at least 1 seed"),
-                1 => crate::lab3::run(&cfg, &args.out, !args.quiet, &mut out).map(|_| ()),
+                1 => crate::lab3::run(&cfg, lora.as_ref(), &args.out, !args.quiet, &mut out)
+                    .map(|_| ()),
                 n => crate::lab3::run_seeds(&cfg, n, &args.out, !args.quiet, &mut out),
             }
         }

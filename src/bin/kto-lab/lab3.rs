@@ -4,9 +4,21 @@ use anyhow::{bail, Result};
 use std::io::Write;
 use std::path::Path;
 
-use kto_lab::model::Model;
-use kto_lab::pipeline::{self, LoopConfig, LoopReport, SeedSummary};
+use kto_lab::model::{export_peft, LoraModel, Model};
+use kto_lab::pipeline::{self, LoopConfig, LoopOutcome, LoopReport, LoraSettings, SeedSummary};
 use kto_lab::train::MetricsLog;
+
+/// The LoRA runs' learning rate as a multiple of the full runs' (`--lora-lr-factor`): measured
+/// in README, "LoRA".
+pub const LORA_LR_FACTOR: f64 = 10.0;
+
+/// `--lora R`: the rank and the rest of the settings.
+pub struct Lora {
+    /// R (one of `kto_lab::model::lora::RANKS`).
+    pub rank: usize,
+    /// α, seed, learning-rate factor.
+    pub settings: LoraSettings,
+}
 
 /// The files the loop appends to; removed first so each run starts fresh. Everything else it
 /// writes (report, checkpoints, charts) is replaced when the run finishes, and nothing else in
@@ -14,7 +26,13 @@ use kto_lab::train::MetricsLog;
 pub const APPENDED: [&str; 2] = ["feedback.jsonl", "metrics.jsonl"];
 
 /// Runs the loop with `cfg`, printing progress and the table to `w`, writing into `out`.
-pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> Result<LoopReport> {
+pub fn run(
+    cfg: &LoopConfig,
+    lora: Option<&Lora>,
+    out: &Path,
+    progress: bool,
+    w: &mut impl Write,
+) -> Result<LoopReport> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("{}: cannot create the output folder: {e}", out.display()))?;
     for name in APPENDED {
@@ -94,7 +112,73 @@ pub fn run(cfg: &LoopConfig, out: &Path, progress: bool, w: &mut impl Write) -> 
         "Wrote {}/: feedback.jsonl, metrics.jsonl, report.md, checkpoints (*.safetensors, tokenizer.json), charts",
         out.display()
     )?;
+    if let Some(lora) = lora {
+        match lora.rank {
+            4 => run_lora::<4>(&outcome, cfg, &lora.settings, out, w)?,
+            8 => run_lora::<8>(&outcome, cfg, &lora.settings, out, w)?,
+            16 => run_lora::<16>(&outcome, cfg, &lora.settings, out, w)?,
+            32 => run_lora::<32>(&outcome, cfg, &lora.settings, out, w)?,
+            r => bail!("--lora {r}: not a rank this build has"),
+        }
+    }
     Ok(outcome.report)
+}
+
+/// KTO and DPO through rank-`R` adapters beside full fine-tuning: prints the table, writes
+/// `lora.{md,json}` and the adapters in PEFT's format (`lora-kto/`, `lora-dpo/`).
+fn run_lora<const R: usize>(
+    outcome: &LoopOutcome<Model>,
+    cfg: &LoopConfig,
+    settings: &LoraSettings,
+    out: &Path,
+    w: &mut impl Write,
+) -> Result<()> {
+    writeln!(
+        w,
+        "\n== LoRA r = {R} beside full fine-tuning (one run after the other) ==\n"
+    )?;
+    let lora = pipeline::lora_beside_full::<_, _, _, _, _, _, R, _>(outcome, cfg, settings)?;
+    let table = lora.report.markdown();
+    writeln!(w, "{table}")?;
+    let write = |name: &str, text: String| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    };
+    write(
+        "lora.md",
+        format!(
+            "# LoRA r = {R}, α = {} beside full fine-tuning\n\n{table}",
+            lora.report.alpha
+        ),
+    )?;
+    write("lora.json", serde_json::to_string_pretty(&lora.report)?)?;
+    let models: [(&str, &LoraModel<R>); 2] = [("lora-kto", &lora.kto), ("lora-dpo", &lora.dpo)];
+    for (name, model) in models {
+        let dir = out.join(name);
+        // Replaced, like every file the run writes; the export itself never overwrites.
+        for file in [
+            kto_lab::model::export::PEFT_CONFIG_FILE,
+            kto_lab::model::export::PEFT_WEIGHTS_FILE,
+        ] {
+            match std::fs::remove_file(dir.join(file)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    bail!(
+                        "{}: cannot replace the old file: {e}",
+                        dir.join(file).display()
+                    )
+                }
+                _ => {}
+            }
+        }
+        export_peft(model, &dir)?;
+    }
+    writeln!(
+        w,
+        "Wrote {0}/lora.md, lora.json and the adapters in PEFT's format: {0}/lora-kto/, {0}/lora-dpo/ \
+         (base model: `kto-lab export DIR --model {0}/sft.safetensors`)",
+        out.display()
+    )?;
+    Ok(())
 }
 
 /// Runs the loop with `n` seeds (`cfg.seed`, `cfg.seed + 1`, …), each into `out/seed-S/`, then
@@ -114,7 +198,7 @@ pub fn run_seeds(
             seed,
             ..cfg.clone()
         };
-        let report = run(&cfg, &out.join(format!("seed-{seed}")), progress, w)?;
+        let report = run(&cfg, None, &out.join(format!("seed-{seed}")), progress, w)?;
         runs.push((seed, report));
         writeln!(w)?;
     }
