@@ -71,9 +71,10 @@ impl<const M: usize, const H: usize, D: Device<f32>> CausalSelfAttention<M, H, f
         self.try_forward_adapted::<0, T>(x, mask, None)
     }
 
-    /// [`Self::try_forward`] with LoRA adapters on q, k, v and the output projection and their
-    /// scale α/r (`None`: switched off; either way the projections' own weights are frozen),
-    /// or as plain attention (`None`).
+    /// [`Self::try_forward`] with LoRA adapters on q, k, v and the output projection:
+    /// `Some((adapters, Some(α/r)))` adds their corrections, `Some((adapters, None))` has them
+    /// switched off (either way the projections' own weights are frozen), and `None` is plain
+    /// attention.
     pub fn try_forward_adapted<const R: usize, T: Tape<f32, D>>(
         &self,
         x: Hidden<M, D, T>,

@@ -51,9 +51,9 @@ impl<const M: usize, const H: usize, const F: usize, D: Device<f32>> Block<M, H,
         self.try_forward_adapted::<0, T>(x, mask, None)
     }
 
-    /// [`Self::try_forward`] with this block's LoRA adapters and their scale α/r (`None`: the
-    /// adapters switched off), or as a plain block (`None`). With adapters, every projection
-    /// of the block is frozen.
+    /// [`Self::try_forward`] with this block's LoRA adapters: `Some((adapters, Some(α/r)))` adds
+    /// their corrections, `Some((adapters, None))` has them switched off (either way every
+    /// projection of the block is frozen), and `None` is a plain block.
     pub fn try_forward_adapted<const R: usize, T: Tape<f32, D>>(
         &self,
         x: Hidden<M, D, T>,
