@@ -5,6 +5,7 @@
 //! | 3.1 inputs, targets and completion mask of one row | [`row_targets`] | [`TokenBatch::new`] |
 //! | 3.2 log π(y\|x): the masked per-sequence sum | [`sequence_logprobs`] | [`classroom::masked_sequence_sum`] |
 //! | 3.3 one KTO step with dfdx | [`kto_step`] | [`classroom::kto_step`] |
+//! | 3.4 a LoRA-adapted projection | [`lora_linear`] | [`crate::model::lora::Adapter::correction`] on a frozen layer, as lab 3's model trains it |
 
 use std::fmt;
 
@@ -434,10 +435,120 @@ where
     check.finish()
 }
 
+/// A matrix as exercise 3.4 takes it: runtime-sized rows and columns.
+pub type Matrix = Tensor<(usize, usize), f32, Dev>;
+/// A vector as exercise 3.4 takes it (the bias).
+pub type Vector = Tensor<(usize,), f32, Dev>;
+
+/// The library's adapted projection for one case of exercise 3.4: a `Linear<I, O>` frozen under
+/// a rank-`R` adapter, computed as lab 3's LoRA model computes it (`model::lora`).
+fn library_lora<const I: usize, const O: usize, const R: usize>(
+    n: usize,
+    [x, w, bias, a, b]: &[Vec<f32>; 5],
+    alpha: f32,
+) -> Vec<f32> {
+    use crate::model::lora::{project, Adapter};
+    let dev = crate::model::device();
+    let lin = dfdx::nn::modules::Linear::<I, O, f32, Dev> {
+        weight: dev.tensor_from_vec(w.clone(), (Const, Const)),
+        bias: dev.tensor_from_vec(bias.clone(), (Const,)),
+    };
+    let adapter = Adapter::<I, O, R, f32, Dev> {
+        a: dev.tensor_from_vec(a.clone(), (Const, Const)),
+        b: dev.tensor_from_vec(b.clone(), (Const, Const)),
+    };
+    let x = dev.tensor_from_vec(x.clone(), (n, Const::<I>));
+    project(&lin, Some((&adapter, Some(alpha / R as f32))), x)
+        .map(|y| y.as_vec())
+        .unwrap_or_default()
+}
+
+/// Exercise 3.4 — `student(x, w, bias, a, b, alpha)` must return one LoRA-adapted projection
+/// of the rows `x` `[n, in]`: `x·Wᵀ + bias + (α/r)·(x·Aᵀ)·Bᵀ`, with `W` `[out, in]`, `A`
+/// `[r, in]`, `B` `[out, r]` (PEFT's `lora_A`, `lora_B`) and r the rows of A. Compared with
+/// the library's adapted layer — the one `kto-lab train --lora` trains.
+pub fn lora_linear<F>(student: F) -> Report
+where
+    F: Fn(Matrix, Matrix, Vector, Matrix, Matrix, f32) -> Matrix,
+{
+    let mut check = Checker::new(
+        "Exercise 3.4 — a LoRA-adapted projection",
+        "the frozen layer `x·Wᵀ + b` plus the correction `(x·Aᵀ)·Bᵀ` scaled by α/r (r = the rows \
+         of A): transpose with `.permute::<_, Axes2<1, 0>>()` and broadcast the bias over the rows",
+    )
+    .forbid(&["model::lora::Adapter::correction"]);
+    let mut rng = super::grading::rng(34);
+    // (name, n, in, out, r, α, B zero?)
+    let cases: [(&str, usize, usize, usize, usize, f32, bool); 5] = [
+        (
+            "B = 0 (a fresh adapter): exactly the frozen layer",
+            3,
+            8,
+            6,
+            2,
+            4.0,
+            true,
+        ),
+        ("α = r: the correction unscaled", 4, 8, 6, 2, 2.0, false),
+        (
+            "α/r = 2 (the seed's 32/16) at the classroom width",
+            5,
+            32,
+            32,
+            4,
+            8.0,
+            false,
+        ),
+        ("r = 1, a non-square layer", 2, 5, 3, 1, 1.5, false),
+        ("α/r = 0.5", 4, 8, 6, 2, 1.0, false),
+    ];
+    let dev = crate::model::device();
+    for (name, n, i, o, r, alpha, zero_b) in cases {
+        let mut draw = |len: usize, scale: f32| -> Vec<f32> {
+            (0..len).map(|_| rng.gen_range(-scale..scale)).collect()
+        };
+        let data = [
+            draw(n * i, 1.0),
+            draw(o * i, 0.5),
+            draw(o, 0.5),
+            draw(r * i, 0.5),
+            if zero_b {
+                vec![0.0; o * r]
+            } else {
+                draw(o * r, 0.5)
+            },
+        ];
+        let expected = match (i, o, r) {
+            (8, 6, 2) => library_lora::<8, 6, 2>(n, &data, alpha),
+            (32, 32, 4) => library_lora::<32, 32, 4>(n, &data, alpha),
+            (5, 3, 1) => library_lora::<5, 3, 1>(n, &data, alpha),
+            _ => Vec::new(),
+        };
+        let [x, w, bias, a, b] = &data;
+        let m =
+            |v: &Vec<f32>, rows: usize, cols: usize| dev.tensor_from_vec(v.clone(), (rows, cols));
+        let (x, w, a, b) = (m(x, n, i), m(w, o, i), m(a, r, i), m(b, o, r));
+        let bias = dev.tensor_from_vec(bias.clone(), (o,));
+        let Some(got) = check.call(|| student(x, w, bias, a, b, alpha)) else {
+            continue;
+        };
+        let got = if *got.shape() == (n, o) {
+            got.as_vec()
+        } else {
+            // Report the wrong shape rather than reading a mis-shaped tensor.
+            vec![f32::NAN; n * o]
+        };
+        let e: Vec<f64> = expected.iter().map(|&v| v as f64).collect();
+        let g: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+        check.close_all(name, &e, &g, 1e-5);
+    }
+    check.finish()
+}
+
 /// Where the student stands in lab 3: each exercise with its latest check result in this
 /// kernel (the lab's last cell).
 pub fn progress() -> super::progress::Progress {
-    super::progress::Progress::of("Lab 3", &["3.1", "3.2", "3.3"])
+    super::progress::Progress::of("Lab 3", &["3.1", "3.2", "3.3", "3.4"])
 }
 
 #[cfg(test)]
@@ -599,5 +710,54 @@ mod tests {
             .collect();
         assert_eq!(z0s.len(), 6);
         assert!(z0s.iter().any(|&z| z > 0.0), "{z0s:?}");
+    }
+
+    /// Exercise 3.4's solution, as the notebook writes it.
+    fn solution_lora(
+        x: Matrix,
+        w: Matrix,
+        bias: Vector,
+        a: Matrix,
+        b: Matrix,
+        alpha: f32,
+    ) -> Matrix {
+        let (n, out) = (x.shape().0, w.shape().0);
+        let r = a.shape().0;
+        let frozen = x.clone().matmul(w.permute::<_, Axes2<1, 0>>())
+            + bias.broadcast_like::<_, Axis<0>>(&(n, out));
+        let correction = x
+            .matmul(a.permute::<_, Axes2<1, 0>>())
+            .matmul(b.permute::<_, Axes2<1, 0>>());
+        frozen + correction * (alpha / r as f32)
+    }
+
+    #[test]
+    fn lora_linear_passes_the_solution_and_fails_a_wrong_scale_or_a_library_call() {
+        let r = lora_linear(solution_lora);
+        assert!(r.passed(), "{r}");
+        assert_eq!(r.cases.len(), 5);
+        // Scaling by α instead of α/r: only the B = 0 and α = r cases pass.
+        let by_alpha = |x, w, bias, a: Matrix, b, alpha: f32| {
+            let r = a.shape().0 as f32;
+            solution_lora(x, w, bias, a, b, alpha * r)
+        };
+        let r = lora_linear(by_alpha);
+        assert!(!r.passed());
+        assert_eq!(r.cases.iter().filter(|c| c.ok).count(), 2, "{r}");
+        let not_done = lora_linear(|_, _, _, _, _, _| -> Matrix { todo!() });
+        assert!(!not_done.passed());
+        // Calling the library's own correction is caught.
+        let library = |x: Matrix, w: Matrix, bias: Vector, a: Matrix, b: Matrix, alpha: f32| {
+            let dev = crate::model::device();
+            let ad = crate::model::lora::Adapter::<8, 6, 2, f32, Dev>::new(
+                &dev,
+                &mut ChaCha8Rng::seed_from_u64(0),
+            )
+            .unwrap();
+            let _ = ad.correction(dev.zeros_like(&(1, Const::<8>)), 1.0);
+            solution_lora(x, w, bias, a, b, alpha)
+        };
+        let r = lora_linear(library);
+        assert!(!r.passed(), "{r}");
     }
 }

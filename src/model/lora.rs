@@ -102,6 +102,8 @@ impl<const I: usize, const O: usize, const R: usize, D: Device<f32>> Adapter<I, 
         x: Hidden<I, D, T>,
         scale: f32,
     ) -> Result<Hidden<O, D, T>, D::Err> {
+        // Exercise 3.4's reference: a student's answer may not call it.
+        crate::checks::grading::reference("model::lora::Adapter::correction");
         let at = self.a.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?;
         let bt = self.b.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?;
         x.try_matmul(at)?.try_matmul(bt)?.try_mul(scale)
