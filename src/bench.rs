@@ -58,7 +58,7 @@ pub struct BenchConfig {
     /// Seed of the synthetic token ids and of the sampler.
     pub seed: u64,
     /// dfdx's allocation cache (`dev.enable_cache()`). Off by default, as in lab 3 (see
-    /// [`crate::model::device`]): steps now run on two threads, where the cache can abort.
+    /// [`crate::device::device`]): steps now run on two threads, where the cache can abort.
     pub cache: bool,
 }
 

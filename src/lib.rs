@@ -16,6 +16,7 @@
 //! | [`pipeline`] | lab 3's closed loop: SFT → sample → judge → feedback → KTO / DPO → evaluate, report, charts | 3 |
 //! | [`classroom`] | concrete, non-generic entry points for the notebooks: the classroom model, one KTO step by hand, the loop in one call | 3, 4 |
 //! | [`checks`] | instant pass/fail feedback for the notebook exercises (a `todo!()` shows "not done yet") | all |
+//! | [`device`] | where the tensors run: the device type (CPU, or CUDA with the `cuda` feature), host or not, one thread or two | — |
 //! | [`math`] | scalar σ and log σ | — |
 //! | [`bench`](mod@bench) | tokens/s of lab 3's SFT and KTO steps, beside `bench/torch_bench.py` | 3 |
 //! | [`report`] | aligned metric tables for people | — |
@@ -24,6 +25,7 @@ pub mod bench;
 pub mod charts;
 pub mod checks;
 pub mod classroom;
+pub mod device;
 pub mod feedback;
 pub mod losses;
 pub mod math;

@@ -204,7 +204,7 @@ where
          sequence axis: `.sum::<(usize,), Axis<1>>()`",
     )
     .forbid(&["classroom::masked_sequence_sum"]);
-    let dev = crate::model::device();
+    let dev = crate::device::device();
     for case in mask_cases() {
         let shape = (case.rows, case.seq_len);
         let expected = classroom::masked_sequence_sum(
@@ -448,7 +448,7 @@ fn library_lora<const I: usize, const O: usize, const R: usize>(
     alpha: f32,
 ) -> Vec<f32> {
     use crate::model::lora::{project, Adapter};
-    let dev = crate::model::device();
+    let dev = crate::device::device();
     let lin = dfdx::nn::modules::Linear::<I, O, f32, Dev> {
         weight: dev.tensor_from_vec(w.clone(), (Const, Const)),
         bias: dev.tensor_from_vec(bias.clone(), (Const,)),
@@ -502,7 +502,7 @@ where
         ("r = 1, a non-square layer", 2, 5, 3, 1, 1.5, false),
         ("α/r = 0.5", 4, 8, 6, 2, 1.0, false),
     ];
-    let dev = crate::model::device();
+    let dev = crate::device::device();
     for (name, n, i, o, r, alpha, zero_b) in cases {
         let mut draw = |len: usize, scale: f32| -> Vec<f32> {
             (0..len).map(|_| rng.gen_range(-scale..scale)).collect()
@@ -748,7 +748,7 @@ mod tests {
         assert!(!not_done.passed());
         // Calling the library's own correction is caught.
         let library = |x: Matrix, w: Matrix, bias: Vector, a: Matrix, b: Matrix, alpha: f32| {
-            let dev = crate::model::device();
+            let dev = crate::device::device();
             let ad = crate::model::lora::Adapter::<8, 6, 2, f32, Dev>::new(
                 &dev,
                 &mut ChaCha8Rng::seed_from_u64(0),

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dfdx::prelude::*;
 use serde::Serialize;
 
-use crate::losses::Dev;
+use crate::device::Dev;
 use crate::model::{Gpt, ModelError, TokenBatch, VOCAB};
 use crate::pipeline::Codec;
 use crate::tokenizer::Tokenizer;
@@ -62,7 +62,7 @@ pub const CLASSROOM_PARAMS: usize = 30_688;
 
 /// A freshly initialized classroom model (GPT-2 init; the same seed gives the same weights).
 pub fn new_model(seed: u64) -> ClassroomModel {
-    ClassroomModel::init(&crate::model::device(), seed)
+    ClassroomModel::init(&crate::device::device(), seed)
 }
 
 /// The byte-level BPE tokenizer trained on the toy world's corpus ([`world::tokenizer_corpus`]),

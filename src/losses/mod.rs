@@ -37,12 +37,9 @@ pub use pairwise::{dpo, DpoMetrics};
 
 use dfdx::prelude::*;
 
-/// The device tensors live on: dfdx's CPU by default, CUDA with the `cuda` feature.
-#[cfg(not(feature = "cuda"))]
-pub type Dev = Cpu;
-/// The device tensors live on: dfdx's CPU by default, CUDA with the `cuda` feature.
-#[cfg(feature = "cuda")]
-pub type Dev = Cuda;
+/// The device tensors live on ([`crate::device::Dev`]), here too because the notebooks import it
+/// with the losses (`use kto_lab::losses::{Dev, KtoConfig};`).
+pub use crate::device::Dev;
 
 /// A batch of per-example numbers (one log-prob per sequence), length known at run time.
 pub type Batch<D, T = NoneTape> = Tensor<(usize,), f32, D, T>;

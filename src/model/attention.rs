@@ -89,7 +89,7 @@ impl<const M: usize, const H: usize, D: Device<f32>> CausalSelfAttention<M, H, f
         let q = lora::project(&self.q, adapter(|b| &b.q), x.with_empty_tape())?;
         let k = lora::project(&self.k, adapter(|b| &b.k), x.with_empty_tape())?;
         let v = lora::project(&self.v, adapter(|b| &b.v), x)?;
-        let y = if fused::on_host::<D>() {
+        let y = if crate::device::on_host::<D>() {
             // One pass per (row, head) over the causal triangle (`fused::causal_attention`).
             fused::causal_attention(q, k, v, H, s)?
         } else {

@@ -31,7 +31,7 @@
 
 use super::gpt::Gpt;
 use super::lora::LoraGpt;
-use crate::losses::Dev;
+use crate::device::Dev;
 
 /// Vocabulary size: the number of rows of the token embedding (and of logits per position).
 pub const VOCAB: usize = 512;

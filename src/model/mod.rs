@@ -14,8 +14,11 @@
 //! | [`lora`] | low-rank adapters on a frozen model (LoRA), the reference model for free, merging |
 //! | [`sample`] | greedy / temperature / top-k generation |
 //!
-//! dfdx stays inside this module (and [`crate::losses`]): the rest of the crate sees token ids,
-//! `f32`s and [`ModelError`].
+//! dfdx's types live here, in [`crate::losses`], [`crate::train`] (the optimizer and the
+//! trainers), [`crate::device`], and in the notebook-facing [`crate::classroom`] and
+//! [`crate::checks`] (the exercises are written in dfdx). [`crate::pipeline`] only names dfdx's
+//! `Device` trait in its bounds; the world, feedback, prospect, charts and tokenizer modules see
+//! token ids, `f32`s and errors.
 
 pub mod attention;
 pub mod block;
@@ -39,16 +42,6 @@ use dfdx::prelude::{Const, NoneTape, Tensor};
 /// GEMM per batch row, while `[batch·seq, M] × [M, N]` is a single large GEMM — the same maths,
 /// several times faster. Only attention needs the `[batch, seq]` structure back (a free reshape).
 pub type Hidden<const M: usize, D, T = NoneTape> = Tensor<(usize, Const<M>), f32, D, T>;
-
-/// The device the lab's models run on (CPU, or CUDA with the `cuda` feature).
-///
-/// dfdx's allocation cache (`enable_cache`) is left off on purpose: it makes a single training
-/// thread 5–10% faster, but lab 3 trains and samples several models on threads that share one
-/// device, and with the cache on we saw dfdx 0.13 abort (a panic inside its cache while freeing
-/// a buffer) in one run out of two.
-pub fn device() -> crate::losses::Dev {
-    crate::losses::Dev::default()
-}
 
 pub use config::{LoraModel, Model, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
 pub(crate) use error::device_err;

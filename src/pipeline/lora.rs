@@ -14,9 +14,10 @@ use super::{
     balanced_weights, evaluate, examples, sample_and_judge, text, train_from, Codec, Evaluation,
     LoopConfig, LoopError, LoopOutcome, Sample,
 };
+use crate::device::Shareable;
 use crate::feedback;
 use crate::model::{Gpt, LanguageModel, LoraConfig, LoraGpt};
-use crate::train::{self, Pair, Shareable, TrainConfig};
+use crate::train::{self, Pair, TrainConfig};
 use crate::world::{self, Prompt, Split};
 
 /// How the adapter runs train, besides the rank (a type parameter).

@@ -31,12 +31,12 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+use crate::device::{both, Shareable};
 use crate::feedback::{self, FeedbackError, FeedbackStore, Record, Text};
 use crate::losses::KtoConfig;
 use crate::model::{LanguageModel, ModelError};
 use crate::tokenizer::Tokenizer;
-pub use crate::train::Shareable;
-use crate::train::{self, both, Example, MetricsLog, Pair, Session, TrainConfig, TrainError};
+use crate::train::{self, Example, MetricsLog, Pair, Session, TrainConfig, TrainError};
 use crate::world::{self, Prompt, Split, Template};
 
 /// Everything that can stop the loop.

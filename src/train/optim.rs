@@ -53,7 +53,7 @@ pub fn grad_norm<M: TensorCollection<f32, D>, D: Device<f32>>(
     let mut total = 0.0f64;
     for_each_param(model, |t| {
         let g = grads.get(t);
-        total += if crate::model::fused::on_host::<D>() {
+        total += if crate::device::on_host::<D>() {
             g.as_vec().iter().map(|&x| (x * x) as f64).sum::<f64>()
         } else {
             g.square().sum::<Rank0, _>().as_vec()[0] as f64
@@ -225,7 +225,7 @@ impl<D: Device<f32>> TensorVisitor<f32, D> for Update<'_, D> {
             0.0
         };
         let t = self.opt.t;
-        if crate::model::fused::on_host::<D>() {
+        if crate::device::on_host::<D>() {
             // The same arithmetic as the tensor ops below (constants rounded from f64 the
             // same way), as one loop instead of a dozen ops with a buffer each.
             let mut params = vec![0.0f32; n];

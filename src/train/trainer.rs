@@ -14,7 +14,8 @@ use std::time::Instant;
 use super::data::{mismatched, Batcher, Example, Pair};
 use super::log::{MetricsLog, StepRecord};
 use super::optim::{add_grads, AdamW, AdamWConfig, LrSchedule};
-use super::{both, Shareable, TrainError};
+use super::TrainError;
+use crate::device::{both, on_host, Shareable};
 use crate::losses::{self, KtoConfig};
 use crate::model::{device_err, fused, tape_from, LanguageModel, TokenBatch};
 use std::ops::Range;
@@ -135,7 +136,7 @@ fn backward_parts<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
             Ok((loss, p.values, p.loss.backward()))
         })
     };
-    if rows < 2 || !fused::on_host::<D>() {
+    if rows < 2 || !on_host::<D>() {
         let (loss, values, grads) = run(0..rows, first)?;
         return Ok((loss, values, [grads, second]));
     }

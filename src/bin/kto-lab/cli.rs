@@ -310,7 +310,7 @@ pub fn run(cli: Cli) -> Result<()> {
             model,
             tokenizer,
         } => {
-            let dev = kto_lab::model::device();
+            let dev = kto_lab::device::device();
             let weights = kto_lab::model::Model::from_file(&dev, &model)?;
             let tokenizer = kto_lab::tokenizer::Tokenizer::load(&tokenizer)?;
             for path in kto_lab::model::export_hf(&weights, &tokenizer, &dir)? {

@@ -47,7 +47,7 @@ pub fn run(
         }
     }
     writeln!(w, "== Lab 3 · KTO on a tiny GPT, from thumbs up/down ==\n")?;
-    let dev = kto_lab::model::device();
+    let dev = kto_lab::device::device();
     let mut log = MetricsLog::to_file(&out.join("metrics.jsonl"), progress)?;
     let started = std::time::Instant::now();
     let outcome = pipeline::run_loop(|seed| Model::init(&dev, seed), cfg, Some(out), &mut log)?;

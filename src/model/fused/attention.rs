@@ -3,8 +3,10 @@
 
 use dfdx::prelude::*;
 
+use crate::device::on_host;
+
 use super::simd::{dot, exp};
-use super::{add_backward, flat, host_copy, on_host, with_avx2};
+use super::{add_backward, flat, host_copy, with_avx2};
 use crate::model::Hidden;
 
 /// Attention scores or weights, `[batch, heads, query, key]`.

@@ -3,7 +3,9 @@
 
 use dfdx::prelude::*;
 
-use super::{add_backward, flat, host_copy, on_host};
+use crate::device::on_host;
+
+use super::{add_backward, flat, host_copy};
 use crate::model::Hidden;
 
 thread_local! {

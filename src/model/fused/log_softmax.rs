@@ -2,8 +2,10 @@
 
 use dfdx::prelude::*;
 
+use crate::device::on_host;
+
 use super::simd::exp;
-use super::{add_backward, flat, host_copy, on_host, with_avx2};
+use super::{add_backward, flat, host_copy, with_avx2};
 
 /// `log softmax(logits[i])[targets[i]]` for every row `i`: `[n, V]` logits → `[n]` log-probs,
 /// carrying the logits' tape. Errors (with the device's `WrongNumElements`) if `targets` has not

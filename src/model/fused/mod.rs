@@ -10,7 +10,7 @@
 //! loop. The backward is registered on dfdx's tape as a closure (`Tape::add_backward_op`, public
 //! API) that reads the output's gradient and adds into the inputs' gradients, as dfdx's own ops
 //! do. Those buffers are only reachable on the CPU device, so these functions take the loops on
-//! `Cpu` ([`on_host`]) and run the equivalent chain of dfdx ops on any other device (CUDA): the
+//! `Cpu` ([`on_host`](crate::device::on_host)) and run the equivalent chain of dfdx ops on any other device (CUDA): the
 //! model stays device-generic. Each function's unit test checks values and gradients against
 //! the plain dfdx ops.
 //!
@@ -26,7 +26,7 @@
 //! This file holds what they share: the CPU check, host copies, registering a backward pass on
 //! dfdx's tape, and running a loop with AVX2.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 
 use dfdx::prelude::*;
 
@@ -44,12 +44,6 @@ pub use log_softmax::select_logprobs;
 pub use norm::layer_norm;
 pub use simd::exp;
 
-/// Whether `D` keeps its numbers in host memory (dfdx's `Cpu`): then the fused host loops are
-/// used; otherwise the equivalent chain of dfdx ops.
-pub fn on_host<D: Device<f32>>() -> bool {
-    TypeId::of::<D>() == TypeId::of::<Cpu>()
-}
-
 /// A tensor's numbers in a host vector, row-major. `try_contiguous` is free for a contiguous
 /// tensor (every input here comes out of a matmul or an element-wise op) and makes one otherwise.
 fn host_copy<S: Shape, D: Device<f32>>(t: &Tensor<S, f32, D>) -> Result<Vec<f32>, D::Err> {
@@ -59,7 +53,8 @@ fn host_copy<S: Shape, D: Device<f32>>(t: &Tensor<S, f32, D>) -> Result<Vec<f32>
     Ok(out)
 }
 
-/// The CPU view of a generic gradient store. Only called when [`on_host`] said `D` is `Cpu`.
+/// The CPU view of a generic gradient store. Only called when [`crate::device::on_host`] said
+/// `D` is `Cpu`.
 fn cpu_grads<D: Device<f32>>(grads: &mut Gradients<f32, D>) -> &mut Gradients<f32, Cpu> {
     (grads as &mut dyn Any)
         .downcast_mut()

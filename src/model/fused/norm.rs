@@ -3,7 +3,9 @@
 use dfdx::nn::modules::LayerNorm1D;
 use dfdx::prelude::*;
 
-use super::{add_backward, flat, host_copy, on_host, with_avx2};
+use crate::device::on_host;
+
+use super::{add_backward, flat, host_copy, with_avx2};
 use crate::model::Hidden;
 
 /// LayerNorm over the width of `[n, M]` rows, as dfdx's `LayerNorm1D` computes it
