@@ -4,10 +4,10 @@ use dfdx::prelude::Device;
 use serde::Serialize;
 
 use super::codec::Codec;
-use super::LoopError;
+use super::{LoopConfig, LoopError};
 use crate::model::{LanguageModel, ModelError, SampleConfig};
 use crate::train::logprobs;
-use crate::world::{self, Metrics, Prompt, Verdict};
+use crate::world::{self, Metrics, Prompt, Split, Verdict};
 
 /// One sampled answer with the judge's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -150,4 +150,24 @@ pub fn evaluate<D: Device<f32>, M: LanguageModel<D>>(
         kl_to_reference,
         scored: pairs.len(),
     })
+}
+/// The loop's evaluation of `model`: fresh samples on every prompt (`cfg.eval_samples` each,
+/// the same seed for every model), judged and scored against `reference`, as (training
+/// prompts, held-out prompts).
+pub(super) fn evaluate_split<D: Device<f32>, M: LanguageModel<D>>(
+    model: &M,
+    reference: &M,
+    codec: &Codec,
+    prompts: &[&'static Prompt],
+    cfg: &LoopConfig,
+) -> Result<(Evaluation, Evaluation), LoopError> {
+    let seed = cfg.seed ^ 0xe7a1;
+    let all = sample_and_judge(model, codec, prompts, cfg.eval_samples, &cfg.sampling, seed)?;
+    let (held_out, seen): (Vec<Sample>, Vec<Sample>) =
+        all.into_iter().partition(|s| s.prompt.split == Split::Eval);
+    let batch = cfg.kto.batch_size.max(8);
+    Ok((
+        evaluate(model, reference, codec, &seen, batch)?,
+        evaluate(model, reference, codec, &held_out, batch)?,
+    ))
 }

@@ -10,15 +10,14 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use super::{
-    balanced_weights, evaluate, examples, sample_and_judge, text, train_from, Codec, Evaluation,
-    LoopConfig, LoopError, LoopOutcome, Sample,
-};
+use super::data::RunData;
+use super::evaluate::evaluate_split;
+use super::runs::train_from;
+use super::{Codec, Evaluation, LoopConfig, LoopError, LoopOutcome};
 use crate::device::Shareable;
-use crate::feedback;
 use crate::model::{Gpt, LanguageModel, LoraConfig, LoraGpt};
-use crate::train::{self, Pair, TrainConfig};
-use crate::world::{self, Prompt, Split};
+use crate::train::{self, TrainConfig};
+use crate::world::{self, Prompt};
 
 /// How the adapter runs train, besides the rank (a type parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -134,14 +133,8 @@ where
         .iter()
         .filter(|p| cfg.templates.contains(&p.template))
         .collect();
-    let records = &outcome.feedback;
-    let kto_data = examples(&codec, records)?;
-    let stats = feedback::Stats::of(records);
-    let weights = balanced_weights(stats.desirable, stats.undesirable, &cfg.kto_loss);
-    let pairs = world::dpo_pairs(records)
-        .iter()
-        .map(|p| codec.pair(text(&p.prompt), text(&p.chosen), text(&p.rejected)))
-        .collect::<Result<Vec<Pair>, _>>()?;
+    let data = RunData::of(&codec, &outcome.feedback, cfg)?;
+    let (kto_data, weights, pairs) = (&data.kto, &data.kto_weights, &data.pairs);
 
     let full_ref = &outcome.reference;
     let adapted = LoraGpt::<V, M, H, F, L, S, R, D>::new(full_ref, settings.config)?;
@@ -165,16 +158,16 @@ where
         ))
     }
     let kto_full = |m: &mut Gpt<V, M, H, F, L, S, f32, D>, s: &mut train::Session| {
-        train::train_kto(m, full_ref, &kto_data, &weights, s)
+        train::train_kto(m, full_ref, kto_data, weights, s)
     };
     let kto_lora = |m: &mut LoraGpt<V, M, H, F, L, S, R, D>, s: &mut train::Session| {
-        train::train_kto(m, &lora_ref, &kto_data, &weights, s)
+        train::train_kto(m, &lora_ref, kto_data, weights, s)
     };
     let dpo_full = |m: &mut Gpt<V, M, H, F, L, S, f32, D>, s: &mut train::Session| {
-        train::train_dpo(m, full_ref, &pairs, cfg.dpo_beta, s)
+        train::train_dpo(m, full_ref, pairs, cfg.dpo_beta, s)
     };
     let dpo_lora = |m: &mut LoraGpt<V, M, H, F, L, S, R, D>, s: &mut train::Session| {
-        train::train_dpo(m, &lora_ref, &pairs, cfg.dpo_beta, s)
+        train::train_dpo(m, &lora_ref, pairs, cfg.dpo_beta, s)
     };
     let ((kto, _), kto_ms) = timed(cfg.kto.steps, || {
         train_from(full_ref, "kto", &cfg.kto, pad, kto_full)
@@ -190,23 +183,6 @@ where
     })?;
 
     // Evaluated as the loop evaluates (same prompts, same seed).
-    fn eval<D: Device<f32>, Mo: LanguageModel<D>>(
-        m: &Mo,
-        reference: &Mo,
-        codec: &Codec,
-        prompts: &[&'static Prompt],
-        cfg: &LoopConfig,
-    ) -> Result<(Evaluation, Evaluation), LoopError> {
-        let seed = cfg.seed ^ 0xe7a1;
-        let all = sample_and_judge(m, codec, prompts, cfg.eval_samples, &cfg.sampling, seed)?;
-        let (held_out, seen): (Vec<Sample>, Vec<Sample>) =
-            all.into_iter().partition(|s| s.prompt.split == Split::Eval);
-        let batch = cfg.kto.batch_size.max(8);
-        Ok((
-            evaluate(m, reference, codec, &seen, batch)?,
-            evaluate(m, reference, codec, &held_out, batch)?,
-        ))
-    }
     fn row<D: Device<f32>, Mo: LanguageModel<D>>(
         method: String,
         model: &Mo,
@@ -225,8 +201,8 @@ where
             held_out,
         }
     }
-    let e = |m, r| eval(m, r, &codec, &prompts, cfg);
-    let ea = |m, r| eval(m, r, &codec, &prompts, cfg);
+    let e = |m, r| evaluate_split(m, r, &codec, &prompts, cfg);
+    let ea = |m, r| evaluate_split(m, r, &codec, &prompts, cfg);
     let named = |method: &str| format!("{method}, LoRA r = {R}");
     let rows = vec![
         row(

@@ -3,7 +3,8 @@
 use serde::Serialize;
 use std::fmt::{self, Write as _};
 
-use super::Evaluation;
+use super::data::RunData;
+use super::{Evaluation, LoopError};
 use crate::feedback::Stats;
 use crate::losses::KtoConfig;
 
@@ -63,6 +64,49 @@ impl Row {
             held_out,
         }
     }
+}
+
+/// The loop's table from the models' evaluations, in the loop's order: SFT, KTO, KTO's later
+/// rounds (their feedback counts and class weights given), DPO, imbalanced KTO.
+pub(super) fn loop_report(
+    data: &RunData,
+    later_feedback: &[Stats],
+    later_weights: &[KtoConfig],
+    evaluations: Vec<(Evaluation, Evaluation)>,
+) -> Result<LoopReport, LoopError> {
+    let mut evaluations = evaluations.into_iter();
+    let mut next = || evaluations.next().ok_or_else(super::runs::lost);
+    let mut rows = vec![
+        Row::new("SFT (reference)", "—", None, next()?),
+        Row::new("KTO", "thumbs up/down", Some(data.kto_weights), next()?),
+    ];
+    for (i, weights) in later_weights.iter().enumerate() {
+        rows.push(Row::new(
+            format!("KTO, round {}", i + 2),
+            format!("+ thumbs on round {}'s own samples", i + 1),
+            Some(*weights),
+            next()?,
+        ));
+    }
+    rows.push(Row::new(
+        "DPO",
+        "pairs from the same samples",
+        None,
+        next()?,
+    ));
+    rows.push(Row::new(
+        "KTO, 90% of thumbs-up dropped",
+        "imbalanced thumbs",
+        Some(data.imbalanced_weights),
+        next()?,
+    ));
+    Ok(LoopReport::new(
+        &data.stats,
+        &data.imbalanced_stats,
+        later_feedback.to_vec(),
+        data.pairs.len(),
+        rows,
+    ))
 }
 
 impl LoopReport {

@@ -195,7 +195,7 @@ mod tests {
         let stats = crate::feedback::Stats::of(&[]);
         let rows = rows
             .iter()
-            .map(|(m, t, h)| super::super::Row::new(*m, "", None, (eval(*t), eval(*h))))
+            .map(|(m, t, h)| super::super::report::Row::new(*m, "", None, (eval(*t), eval(*h))))
             .collect();
         LoopReport::new(&stats, &stats, Vec::new(), 0, rows)
     }

@@ -1,0 +1,185 @@
+//! The preference runs, all from the SFT model and against it as reference: KTO (and its
+//! later feedback rounds), DPO and imbalanced KTO. They are independent, so they run on their
+//! own threads (a 2-core laptop does two at once); each keeps its own log.
+
+use dfdx::prelude::Device;
+
+use super::data::{store_samples, RunData};
+use super::{probe, Codec, LoopConfig, LoopError, ProbeConfig, Sampling};
+use crate::device::{both, Shareable};
+use crate::feedback::{self, FeedbackStore, Record};
+use crate::losses::KtoConfig;
+use crate::model::LanguageModel;
+use crate::train::{self, MetricsLog, Session, TrainConfig, TrainError};
+use crate::world::Prompt;
+
+/// The looks during training ([`probe`]): every run's probe looks at the same prompts with the
+/// same seed.
+pub(super) struct Looker<'a> {
+    pub codec: &'a Codec<'a>,
+    pub prompts: &'a [&'static Prompt],
+    pub sampling: &'a Sampling,
+    pub seed: u64,
+}
+
+impl Looker<'_> {
+    /// The probe of a run of `steps` steps (`None`: no looks).
+    pub fn look<D: Device<f32>, M: LanguageModel<D>>(
+        &self,
+        cfg: Option<ProbeConfig>,
+        steps: usize,
+    ) -> impl FnMut(&M, usize) -> Result<train::Metrics, TrainError> + '_ {
+        let mut look = cfg
+            .map(|p| probe::<D, M>(self.codec, self.prompts, p, self.sampling, self.seed, steps));
+        move |m: &M, done: usize| match &mut look {
+            Some(look) => look(m, done),
+            None => Ok(train::Metrics::new()),
+        }
+    }
+}
+
+/// What the runs share besides their data.
+pub(super) struct Context<'a> {
+    pub cfg: &'a LoopConfig,
+    pub codec: &'a Codec<'a>,
+    /// The prompts later KTO rounds sample answers to.
+    pub train_prompts: &'a [&'static Prompt],
+    /// Where later rounds' judged samples are appended.
+    pub store: Option<&'a FeedbackStore>,
+    pub looker: &'a Looker<'a>,
+    pub pad: u32,
+}
+
+/// The runs' models and logs.
+pub(super) struct Runs<M> {
+    pub kto: KtoRounds<M>,
+    pub dpo: (M, MetricsLog),
+    pub imbalanced: (M, MetricsLog),
+}
+
+/// Trains KTO (every round), DPO and imbalanced KTO from `reference`, on three threads.
+pub(super) fn preference_runs<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
+    ctx: &Context,
+    reference: &M,
+    records: &[Record],
+    data: &RunData,
+) -> Result<Runs<M>, LoopError> {
+    let cfg = ctx.cfg;
+    let kto_rounds = || kto_rounds(ctx, reference, records, data);
+    let dpo_job = |m: &mut M, s: &mut Session| {
+        let mut look = ctx.looker.look(cfg.probe, s.cfg.steps);
+        train::train_dpo_probed(m, reference, &data.pairs, cfg.dpo_beta, s, &mut look)
+    };
+    let imbalanced_job = |m: &mut M, s: &mut Session| {
+        let mut look = ctx.looker.look(cfg.probe, s.cfg.steps);
+        let (examples, weights) = (&data.imbalanced, &data.imbalanced_weights);
+        train::train_kto_probed(m, reference, examples, weights, s, &mut look)
+    };
+    let imbalanced_cfg = cfg.kto_imbalanced.as_ref().unwrap_or(&cfg.kto);
+    let ((kto, dpo), imbalanced) = both(
+        || {
+            both(kto_rounds, || {
+                train_from(reference, "dpo", &cfg.dpo, ctx.pad, dpo_job)
+            })
+        },
+        || {
+            train_from(
+                reference,
+                "kto-imbalanced",
+                imbalanced_cfg,
+                ctx.pad,
+                imbalanced_job,
+            )
+        },
+    );
+    Ok(Runs {
+        kto: kto?,
+        dpo: dpo?,
+        imbalanced: imbalanced?,
+    })
+}
+
+/// KTO's rounds, one after the other on one thread (each needs the last one's model): round 1
+/// on the SFT model's feedback; each later round samples the last model, judges, appends, and
+/// trains on from there on all the feedback so far.
+fn kto_rounds<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
+    ctx: &Context,
+    reference: &M,
+    records: &[Record],
+    data: &RunData,
+) -> Result<KtoRounds<M>, LoopError> {
+    let cfg = ctx.cfg;
+    let (first, first_log) = train_from(reference, "kto", &cfg.kto, ctx.pad, |m, s| {
+        let mut look = ctx.looker.look(cfg.probe, s.cfg.steps);
+        train::train_kto_probed(m, reference, &data.kto, &data.kto_weights, s, &mut look)
+    })?;
+    let mut rounds = KtoRounds {
+        models: vec![first],
+        logs: vec![first_log],
+        feedback: Vec::new(),
+        weights: Vec::new(),
+    };
+    let mut all = records.to_vec();
+    for round in 2..=cfg.kto_rounds.max(1) {
+        let last = rounds.models.last().ok_or_else(lost)?;
+        let seed = cfg.seed ^ 0xfeed ^ ((round as u64) << 16);
+        let samples = super::sample_and_judge(
+            last,
+            ctx.codec,
+            ctx.train_prompts,
+            cfg.feedback_samples,
+            &cfg.sampling,
+            seed,
+        )?;
+        let new = store_samples(&samples, round, ctx.store)?;
+        rounds.feedback.push(feedback::Stats::of(&new));
+        all.extend(new);
+        let later = RunData::of(ctx.codec, &all, cfg)?;
+        let phase = format!("kto-round{round}");
+        let later_cfg = cfg.kto_later.as_ref().unwrap_or(&cfg.kto);
+        let (model, log) = train_from(last, &phase, later_cfg, ctx.pad, |m, s| {
+            let mut look = ctx.looker.look(cfg.probe, s.cfg.steps);
+            train::train_kto_probed(m, reference, &later.kto, &later.kto_weights, s, &mut look)
+        })?;
+        rounds.models.push(model);
+        rounds.logs.push(log);
+        rounds.weights.push(later.kto_weights);
+    }
+    Ok(rounds)
+}
+
+/// The KTO runs of every feedback round, in order.
+pub(super) struct KtoRounds<M> {
+    pub models: Vec<M>,
+    pub logs: Vec<MetricsLog>,
+    /// Judged samples of rounds 2, 3, …
+    pub feedback: Vec<feedback::Stats>,
+    /// Class weights of rounds 2, 3, …
+    pub weights: Vec<KtoConfig>,
+}
+
+pub(super) fn lost() -> LoopError {
+    LoopError::Other("lost a run".into())
+}
+
+/// One preference run: a copy of `start` trained by `job`, with its own log.
+pub(super) fn train_from<D: Device<f32>, M: LanguageModel<D>>(
+    start: &M,
+    phase: &str,
+    cfg: &TrainConfig,
+    pad_id: u32,
+    job: impl FnOnce(&mut M, &mut Session) -> Result<(), TrainError>,
+) -> Result<(M, MetricsLog), TrainError> {
+    let mut policy = start.clone();
+    let mut log = MetricsLog::quiet();
+    job(
+        &mut policy,
+        &mut Session {
+            phase,
+            cfg,
+            pad_id,
+            log: &mut log,
+        },
+    )?;
+    Ok((policy, log))
+}
