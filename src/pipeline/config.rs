@@ -54,7 +54,7 @@ pub struct LoopConfig {
     /// Resume from a saved SFT model (safetensors) instead of training one.
     pub sft_checkpoint: Option<PathBuf>,
     /// The desirable rate during training: sample and judge every few steps (`None`: only
-    /// before and after). Logged in the step records; see [`probe`].
+    /// before and after). Logged in the step records; see [`probe`](super::probe()).
     #[serde(default)]
     pub probe: Option<ProbeConfig>,
 }
