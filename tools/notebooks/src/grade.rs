@@ -859,6 +859,6 @@ mod tests {
             let nb = Notebook::load(&p).unwrap();
             ids.extend(exercises(&nb, &p).unwrap().into_iter().map(|e| e.id));
         }
-        assert_eq!(ids.len(), 15, "{ids:?}");
+        assert_eq!(ids.len(), 16, "{ids:?}");
     }
 }
