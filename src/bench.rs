@@ -36,7 +36,8 @@ use serde::{Deserialize, Serialize};
 use crate::losses::KtoConfig;
 use crate::model::{Model, TokenBatch, MAX_SEQ, VOCAB};
 use crate::train::{
-    train_kto, train_sft, AdamWConfig, Example, MetricsLog, Session, TrainConfig, TrainError,
+    no_probe, train_kto, train_sft, AdamWConfig, Example, MetricsLog, Session, TrainConfig,
+    TrainError,
 };
 
 /// Padding id of the synthetic batches (synthetic ids are drawn from `1..VOCAB`).
@@ -264,6 +265,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, TrainError> {
             pad_id: PAD_ID,
             log: &mut log,
         },
+        &mut no_probe,
     )?;
     let sft = StepTiming::from_steps(
         step_ms(&log, "sft", completion, cfg.warmup),
@@ -285,6 +287,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, TrainError> {
             pad_id: PAD_ID,
             log: &mut log,
         },
+        &mut no_probe,
     )?;
     // The mismatched pairs hold the same completions, hence as many completion tokens, and the
     // same padded length (every prompt has the same length).

@@ -626,6 +626,7 @@ mod tests {
             &data,
             &KtoConfig::default(),
             &mut session,
+            &mut train::no_probe,
         )
         .unwrap();
         let all = |m: &TinyModel<Cpu>| {

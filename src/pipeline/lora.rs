@@ -158,16 +158,16 @@ where
         ))
     }
     let kto_full = |m: &mut Gpt<V, M, H, F, L, S, f32, D>, s: &mut train::Session| {
-        train::train_kto(m, full_ref, kto_data, weights, s)
+        train::train_kto(m, full_ref, kto_data, weights, s, &mut train::no_probe)
     };
     let kto_lora = |m: &mut LoraGpt<V, M, H, F, L, S, R, D>, s: &mut train::Session| {
-        train::train_kto(m, &lora_ref, kto_data, weights, s)
+        train::train_kto(m, &lora_ref, kto_data, weights, s, &mut train::no_probe)
     };
     let dpo_full = |m: &mut Gpt<V, M, H, F, L, S, f32, D>, s: &mut train::Session| {
-        train::train_dpo(m, full_ref, pairs, cfg.dpo_beta, s)
+        train::train_dpo(m, full_ref, pairs, cfg.dpo_beta, s, &mut train::no_probe)
     };
     let dpo_lora = |m: &mut LoraGpt<V, M, H, F, L, S, R, D>, s: &mut train::Session| {
-        train::train_dpo(m, &lora_ref, pairs, cfg.dpo_beta, s)
+        train::train_dpo(m, &lora_ref, pairs, cfg.dpo_beta, s, &mut train::no_probe)
     };
     let ((kto, _), kto_ms) = timed(cfg.kto.steps, || {
         train_from(full_ref, "kto", &cfg.kto, pad, kto_full)

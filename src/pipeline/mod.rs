@@ -213,7 +213,7 @@ fn sft<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
         .map(|e| codec.example(&e.prompt, &e.completion, e.kind.is_none()))
         .collect::<Result<Vec<Example>, _>>()?;
     let last_only = cfg.probe.map(|p| ProbeConfig { every: 0, ..p });
-    train::train_sft_probed(
+    train::train_sft(
         &mut model,
         &data,
         &mut Session {

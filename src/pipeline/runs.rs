@@ -68,12 +68,12 @@ pub(super) fn preference_runs<D: Device<f32> + Shareable, M: LanguageModel<D> + 
     let kto_rounds = || kto_rounds(ctx, reference, records, data);
     let dpo_job = |m: &mut M, s: &mut Session| {
         let mut look = ctx.looker.look(cfg.probe, s.cfg.steps);
-        train::train_dpo_probed(m, reference, &data.pairs, cfg.dpo_beta, s, &mut look)
+        train::train_dpo(m, reference, &data.pairs, cfg.dpo_beta, s, &mut look)
     };
     let imbalanced_job = |m: &mut M, s: &mut Session| {
         let mut look = ctx.looker.look(cfg.probe, s.cfg.steps);
         let (examples, weights) = (&data.imbalanced, &data.imbalanced_weights);
-        train::train_kto_probed(m, reference, examples, weights, s, &mut look)
+        train::train_kto(m, reference, examples, weights, s, &mut look)
     };
     let imbalanced_cfg = cfg.kto_imbalanced.as_ref().unwrap_or(&cfg.kto);
     let ((kto, dpo), imbalanced) = both(
@@ -111,7 +111,7 @@ fn kto_rounds<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     let cfg = ctx.cfg;
     let (first, first_log) = train_from(reference, "kto", &cfg.kto, ctx.pad, |m, s| {
         let mut look = ctx.looker.look(cfg.probe, s.cfg.steps);
-        train::train_kto_probed(m, reference, &data.kto, &data.kto_weights, s, &mut look)
+        train::train_kto(m, reference, &data.kto, &data.kto_weights, s, &mut look)
     })?;
     let mut rounds = KtoRounds {
         models: vec![first],
@@ -139,7 +139,7 @@ fn kto_rounds<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
         let later_cfg = cfg.kto_later.as_ref().unwrap_or(&cfg.kto);
         let (model, log) = train_from(last, &phase, later_cfg, ctx.pad, |m, s| {
             let mut look = ctx.looker.look(cfg.probe, s.cfg.steps);
-            train::train_kto_probed(m, reference, &later.kto, &later.kto_weights, s, &mut look)
+            train::train_kto(m, reference, &later.kto, &later.kto_weights, s, &mut look)
         })?;
         rounds.models.push(model);
         rounds.logs.push(log);

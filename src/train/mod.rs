@@ -5,13 +5,15 @@ pub mod data;
 mod error;
 pub mod log;
 pub mod optim;
+pub mod parallel;
+pub mod step;
 pub mod trainer;
 
 pub use data::{Batcher, Example, Pair};
 pub use error::TrainError;
 pub use log::{MetricsLog, StepRecord};
 pub use optim::{grad_norm, AdamW, AdamWConfig, LrSchedule, StepInfo};
+pub use step::{DpoStep, KtoStep, Metrics, SftStep, Step};
 pub use trainer::{
-    logprobs, train_dpo, train_dpo_probed, train_kto, train_kto_probed, train_sft,
-    train_sft_probed, Metrics, Probe, Session, TrainConfig,
+    logprobs, no_probe, train_dpo, train_kto, train_sft, Probe, Session, TrainConfig,
 };
