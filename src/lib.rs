@@ -19,7 +19,7 @@
 //! | [`device`] | where the tensors run: the device type (CPU, or CUDA with the `cuda` feature), host or not, one thread or two | — |
 //! | [`math`] | scalar σ and log σ | — |
 //! | [`bench`](mod@bench) | tokens/s of lab 3's SFT and KTO steps, beside `bench/torch_bench.py` | 3 |
-//! | [`report`] | aligned metric tables for people | — |
+//! | [`table`] | aligned metric tables for people | — |
 
 pub mod bench;
 pub mod charts;
@@ -32,7 +32,10 @@ pub mod math;
 pub mod model;
 pub mod pipeline;
 pub mod prospect;
-pub mod report;
+pub mod table;
+/// The old name of [`table`]: notebooks saved before it was renamed import `kto_lab::report`.
+#[doc(hidden)]
+pub use table as report;
 pub mod tokenizer;
 pub mod train;
 pub mod world;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Value};
 
-use super::{Report, Status};
+use super::{Status, Verdict};
 
 /// The prefix of a grade line.
 pub const GRADE_LINE: &str = "KTO_LAB_GRADE";
@@ -63,13 +63,13 @@ pub(crate) fn rng(base: u64) -> rand_chacha::ChaCha8Rng {
 }
 
 /// Runs `check` with every random input drawn from the hidden seed.
-pub(crate) fn run_hidden(check: impl FnOnce() -> Report) -> Report {
+pub(crate) fn run_hidden(check: impl FnOnce() -> Verdict) -> Verdict {
     // A mix of 0 would repeat the visible cases.
     let mix = hidden_seed().wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let previous = SEED_MIX.replace(mix);
-    let report = check();
+    let verdict = check();
     SEED_MIX.set(previous);
-    report
+    verdict
 }
 
 /// Marks a call of the library function `name` (a reference a check compares against).
@@ -100,32 +100,32 @@ pub(crate) fn watch<T>(f: impl FnOnce() -> T) -> (T, Vec<&'static str>) {
     (value, called)
 }
 
-/// The report as the grader reads it.
-pub fn to_json(report: &Report) -> Value {
-    let status = match report.status {
+/// The verdict as the grader reads it.
+pub fn to_json(verdict: &Verdict) -> Value {
+    let status = match verdict.status {
         Status::Passed => "passed",
         Status::Failed => "failed",
         Status::NotDone => "not-done",
     };
     json!({
-        "exercise": report.exercise,
+        "exercise": verdict.exercise,
         "status": status,
-        "cases": report.cases.iter().map(|c| json!({
+        "cases": verdict.cases.iter().map(|c| json!({
             "name": c.name, "expected": c.expected, "got": c.got, "ok": c.ok,
         })).collect::<Vec<_>>(),
-        "hint": report.hint,
-        "reference_calls": report.reference_calls,
-        "hidden": report.hidden,
+        "hint": verdict.hint,
+        "reference_calls": verdict.reference_calls,
+        "hidden": verdict.hidden,
     })
 }
 
-/// Prints the grade line of `report` for exercise `id` with the grader's `nonce`, then returns
-/// the report (so the cell still shows it).
-pub fn emit(nonce: &str, id: &str, report: Report) -> Report {
+/// Prints the grade line of `verdict` for exercise `id` with the grader's `nonce`, then returns
+/// the verdict (so the cell still shows it).
+pub fn emit(nonce: &str, id: &str, verdict: Verdict) -> Verdict {
     // The seed goes along so the grader can tell that the hidden tests drew from its seed.
-    let line = json!({ "id": id, "hidden_seed": hidden_seed(), "report": to_json(&report) });
+    let line = json!({ "id": id, "hidden_seed": hidden_seed(), "report": to_json(&verdict) });
     println!("{GRADE_LINE} {nonce} {line}");
-    report
+    verdict
 }
 
 #[cfg(test)]
@@ -175,11 +175,11 @@ mod tests {
     #[test]
     fn calling_the_reference_fails_the_exercise() {
         let cheat = |p: &[f32], r: &[f32]| crate::losses::kto::reference_point(p, r).ok();
-        let report = lab1::reference_point(cheat);
-        assert_eq!(report.status, Status::Failed);
-        assert_eq!(report.reference_calls, ["losses::kto::reference_point"]);
+        let verdict = lab1::reference_point(cheat);
+        assert_eq!(verdict.status, Status::Failed);
+        assert_eq!(verdict.reference_calls, ["losses::kto::reference_point"]);
         assert_eq!(
-            report.failed_cases(),
+            verdict.failed_cases(),
             ["written without the library's reference"]
         );
         // The check's own calls of the reference are not the student's.
@@ -188,12 +188,12 @@ mod tests {
 
     #[test]
     fn the_grade_line_carries_the_nonce_and_the_report() {
-        let report = lab1::reference_point(z0);
-        let v = to_json(&report);
+        let verdict = lab1::reference_point(z0);
+        let v = to_json(&verdict);
         assert_eq!(v["status"], "passed");
         assert_eq!(
             v["cases"].as_array().map(Vec::len),
-            Some(report.cases.len())
+            Some(verdict.cases.len())
         );
     }
 }

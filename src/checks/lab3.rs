@@ -13,7 +13,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{approx_eq, fmt_num, Checker, Report};
+use super::{approx_eq, fmt_num, Checker, Verdict};
 use crate::classroom::{self, KtoBatch, Policy};
 use crate::losses::{Dev, KtoConfig};
 use crate::model::TokenBatch;
@@ -45,7 +45,7 @@ pub fn reference_row(prompt: &[u32], completion: &[u32], seq_len: usize, pad: u3
 /// `(inputs, targets, mask)`: the sequence `prompt ++ completion` shifted by one (inputs are
 /// tokens 0..n-1, targets tokens 1..n), mask 1 exactly where the target is a completion token,
 /// right-padded with `pad` (mask 0) to `seq_len`. An empty prompt starts from `pad`.
-pub fn row_targets<F>(student: F) -> Report
+pub fn row_targets<F>(student: F) -> Verdict
 where
     F: Fn(&[u32], &[u32], usize, u32) -> Row,
 {
@@ -194,7 +194,7 @@ fn mask_cases() -> Vec<MaskCase> {
 
 /// Exercise 3.2 — `student(token_logps, mask)` must return log π(y|x) per row: the sum over
 /// positions of the per-token log-probs where the mask is 1, as a `(B,)` tensor.
-pub fn sequence_logprobs<F>(student: F) -> Report
+pub fn sequence_logprobs<F>(student: F) -> Verdict
 where
     F: Fn(TokenLogps, TokenLogps) -> SeqLogps,
 {
@@ -220,7 +220,7 @@ where
         let got = if got.shape().0 == case.rows {
             got.as_vec()
         } else {
-            // Report the wrong length rather than reading a mis-shaped tensor.
+            // Verdict the wrong length rather than reading a mis-shaped tensor.
             vec![f32::NAN; got.shape().0]
         };
         let e: Vec<f64> = expected.iter().map(|&x| x as f64).collect();
@@ -360,7 +360,7 @@ fn start(case: &StepCase, seed: u64) -> Option<Start> {
 /// the update. For each starting point the check compares the returned loss with the
 /// reference's, and the loss after the student's update with the loss after the reference's
 /// update (both at the step's reference point z0), which must be lower than before.
-pub fn kto_step<F, E>(student: F) -> Report
+pub fn kto_step<F, E>(student: F) -> Verdict
 where
     F: Fn(&mut Policy, &KtoBatch, &KtoConfig) -> Result<f32, E>,
     E: fmt::Display,
@@ -467,7 +467,7 @@ fn library_lora<const I: usize, const O: usize, const R: usize>(
 /// of the rows `x` `[n, in]`: `x·Wᵀ + bias + (α/r)·(x·Aᵀ)·Bᵀ`, with `W` `[out, in]`, `A`
 /// `[r, in]`, `B` `[out, r]` (PEFT's `lora_A`, `lora_B`) and r the rows of A. Compared with
 /// the library's adapted layer — the one `kto-lab train --lora` trains.
-pub fn lora_linear<F>(student: F) -> Report
+pub fn lora_linear<F>(student: F) -> Verdict
 where
     F: Fn(Matrix, Matrix, Vector, Matrix, Matrix, f32) -> Matrix,
 {
@@ -535,7 +535,7 @@ where
         let got = if *got.shape() == (n, o) {
             got.as_vec()
         } else {
-            // Report the wrong shape rather than reading a mis-shaped tensor.
+            // Verdict the wrong shape rather than reading a mis-shaped tensor.
             vec![f32::NAN; n * o]
         };
         let e: Vec<f64> = expected.iter().map(|&v| v as f64).collect();

@@ -11,7 +11,7 @@ use std::path::Path;
 use rand::Rng;
 use serde_json::Value;
 
-use super::{approx_eq, fmt_num, Checker, Report};
+use super::{approx_eq, fmt_num, Checker, Verdict};
 use crate::feedback::{advise, Record, Text};
 
 /// The reference of exercise 4.1: TRL's unpaired row, `{"prompt","completion","label"}`.
@@ -23,7 +23,7 @@ pub fn reference_line(prompt: &str, completion: &str, label: bool) -> String {
 /// Exercise 4.1 — `student(prompt, completion, thumbs_up)` must return one JSON line (no
 /// newline) holding exactly `prompt`, `completion` and `label`. Compared as JSON, so key
 /// order and spacing are free; escaping must be right.
-pub fn training_line<F>(student: F) -> Report
+pub fn training_line<F>(student: F) -> Verdict
 where
     F: Fn(&str, &str, bool) -> String,
 {
@@ -96,7 +96,7 @@ pub fn reference_parse(line: &str) -> Option<(String, String, bool)> {
 /// plain-text row and `None` for anything else: a JSON object with exactly the keys `prompt`,
 /// `completion`, `label` and optionally `metadata`; prompt and completion non-blank strings;
 /// label `true`/`false`; metadata an object or `null`.
-pub fn parse_line<F>(student: F) -> Report
+pub fn parse_line<F>(student: F) -> Verdict
 where
     F: Fn(&str) -> Option<(String, String, bool)>,
 {
@@ -181,7 +181,7 @@ pub fn reference_range(
 /// Exercise 4.3 — `student(n_desirable, n_undesirable, undesirable_weight)` must return the
 /// range `(low, high)` of λD that puts λD·nD / (λU·nU) in [1, 4/3] (the KTO paper's range), or `None`
 /// when either class is empty (the ratio is undefined).
-pub fn desirable_weight_range<F>(student: F) -> Report
+pub fn desirable_weight_range<F>(student: F) -> Verdict
 where
     F: Fn(usize, usize, f64) -> Option<(f64, f64)>,
 {

@@ -14,9 +14,9 @@ use dfdx::nn::modules::Linear;
 use dfdx::prelude::*;
 
 use super::fused;
+use super::hidden::Hidden;
 use super::init::{Init, INIT_STD};
 use super::lora::{self, BlockLora};
-use super::Hidden;
 
 /// Added to the scores of masked (future) positions. Not −∞: −1e9 already gives an exact 0 after
 /// softmax, and keeps every intermediate number finite.

@@ -13,10 +13,10 @@ use dfdx::nn::modules::LayerNorm1D;
 use dfdx::prelude::*;
 
 use super::attention::CausalSelfAttention;
+use super::hidden::Hidden;
 use super::init::Init;
 use super::lora::BlockLora;
 use super::mlp::Mlp;
-use super::Hidden;
 
 /// A block of width `M`, `H` heads and MLP hidden width `F`.
 #[derive(Debug, Clone)]

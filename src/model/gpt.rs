@@ -184,29 +184,13 @@ impl<
 
     /// Saves the weights as `.safetensors` (names as in GPT-2: `wte.weight`, `h.0.attn.q.weight`…).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ModelError> {
-        let path = path.as_ref();
-        self.save_safetensors(path)
-            .map_err(|e| ModelError::Safetensors {
-                path: path.to_path_buf(),
-                message: super::error::safetensors_message(&e),
-            })
+        super::checkpoint::save(self, path.as_ref())
     }
 
     /// Loads weights saved by [`Gpt::save`] into this model (its shapes must match). On error
     /// the model is left unchanged.
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<(), ModelError> {
-        let path = path.as_ref();
-        // Load into a copy: dfdx fills tensors one by one, and a mismatch half-way would leave
-        // a model that is half old, half new.
-        let mut loaded = self.clone();
-        loaded
-            .load_safetensors(path)
-            .map_err(|e| ModelError::Safetensors {
-                path: path.to_path_buf(),
-                message: super::error::load_message(&e),
-            })?;
-        *self = loaded;
-        Ok(())
+        super::checkpoint::load(self, path.as_ref())
     }
 
     /// A model on `dev` with the weights of a `.safetensors` file.

@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize};
 use super::error::{device_err, ModelError};
 use super::fused::{self, Weights};
 use super::gpt::Gpt;
-use super::{Hidden, LanguageModel, SampleConfig, TokenBatch};
+use super::hidden::Hidden;
+use super::{LanguageModel, SampleConfig, TokenBatch};
 
 /// The ranks `kto-lab train --lora R` accepts (each is a separate build of the LoRA model).
 pub const RANKS: [usize; 4] = [4, 8, 16, 32];
@@ -421,24 +422,12 @@ impl<
 
     /// Saves the adapters only (`h.0.q.lora_A`, …): the base model is saved on its own.
     fn save(&self, path: &std::path::Path) -> Result<(), ModelError> {
-        self.save_safetensors(path)
-            .map_err(|e| ModelError::Safetensors {
-                path: path.to_path_buf(),
-                message: super::error::safetensors_message(&e),
-            })
+        super::checkpoint::save(self, path)
     }
 
     /// Loads adapters saved by [`LanguageModel::save`]; on error they are unchanged.
     fn load(&mut self, path: &std::path::Path) -> Result<(), ModelError> {
-        let mut loaded = self.clone();
-        loaded
-            .load_safetensors(path)
-            .map_err(|e| ModelError::Safetensors {
-                path: path.to_path_buf(),
-                message: super::error::load_message(&e),
-            })?;
-        *self = loaded;
-        Ok(())
+        super::checkpoint::load(self, path)
     }
 
     fn device(&self) -> D {

@@ -7,8 +7,8 @@
 use dfdx::nn::modules::Linear;
 use dfdx::prelude::*;
 
+use super::hidden::Hidden;
 use super::init::{Init, INIT_STD};
-use super::Hidden;
 
 /// Width `M` in and out, `F` hidden units.
 #[derive(Debug, Clone)]

@@ -3,12 +3,14 @@
 //! | file | what it holds |
 //! |---|---|
 //! | [`config`] | the compile-time sizes (one default config, one tiny one for tests) |
+//! | [`hidden`] | the residual stream's shape, `[batch·seq, width]` |
 //! | [`init`] | seeded GPT-2 initialization |
 //! | [`attention`] | causal multi-head self-attention and its mask |
 //! | [`mlp`] | Linear → GELU → Linear |
 //! | [`fused`] | CPU fast paths: linear layers, the attention core, LayerNorm, GELU, log-softmax + pick as single host loops with hand-written backward passes; a SIMD-friendly `exp` |
 //! | [`block`] | a pre-LayerNorm transformer block |
-//! | [`gpt`] | embeddings, blocks, tied LM head; safetensors save/load |
+//! | [`gpt`] | embeddings, blocks, tied LM head |
+//! | [`checkpoint`] | a model's tensors in and out of a `.safetensors` file |
 //! | [`export`] | a Hugging Face GPT-2 checkpoint (`config.json`, `model.safetensors`, tokenizer) |
 //! | [`logprobs`] | padded prompt/completion batches; log π(y\|x) and the SFT loss |
 //! | [`lora`] | low-rank adapters on a frozen model (LoRA), the reference model for free, merging |
@@ -22,11 +24,13 @@
 
 pub mod attention;
 pub mod block;
+pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod export;
 pub mod fused;
 pub mod gpt;
+pub mod hidden;
 pub mod init;
 mod lm;
 pub mod logprobs;
@@ -34,20 +38,12 @@ pub mod lora;
 pub mod mlp;
 pub mod sample;
 
-use dfdx::prelude::{Const, NoneTape, Tensor};
-
-/// The residual stream: one width-`M` vector per token, `[batch·seq, M]`, with tape `T`.
-///
-/// Flat rather than `[batch, seq, M]` on purpose: dfdx runs a 3-D × 2-D matmul as one small
-/// GEMM per batch row, while `[batch·seq, M] × [M, N]` is a single large GEMM — the same maths,
-/// several times faster. Only attention needs the `[batch, seq]` structure back (a free reshape).
-pub type Hidden<const M: usize, D, T = NoneTape> = Tensor<(usize, Const<M>), f32, D, T>;
-
 pub use config::{LoraModel, Model, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
 pub(crate) use error::device_err;
 pub use error::ModelError;
 pub use export::{export_hf, export_peft};
 pub use gpt::{tape_from, Gpt, Logits};
+pub use hidden::Hidden;
 pub use lm::LanguageModel;
 pub use logprobs::{TokenBatch, Truncation};
 pub use lora::{LoraConfig, LoraGpt};

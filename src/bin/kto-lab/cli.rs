@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use kto_lab::feedback::{self, FeedbackStore, Record, TornTail};
 use kto_lab::losses::request::LossRequest;
 use kto_lab::pipeline;
-use kto_lab::report::metrics_table;
+use kto_lab::table::metrics_table;
 
 /// kto-lab — align a language model from thumbs-up/thumbs-down feedback with KTO.
 ///

@@ -9,7 +9,7 @@ use kto_lab::charts;
 use kto_lab::feedback::{self, FeedbackStore, PairedRecord, Record};
 use kto_lab::losses::{plain, ExampleBatch, KtoConfig};
 use kto_lab::prospect::{self, Label, ProspectParams};
-use kto_lab::report::metrics_table;
+use kto_lab::table::metrics_table;
 
 /// The seed of every random thing in the tour.
 pub const SEED: u64 = 42;

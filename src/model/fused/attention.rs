@@ -5,9 +5,9 @@ use dfdx::prelude::*;
 
 use crate::device::on_host;
 
+use super::host::{add_backward, flat, host_copy, with_avx2};
 use super::simd::{dot, exp};
-use super::{add_backward, flat, host_copy, with_avx2};
-use crate::model::Hidden;
+use crate::model::hidden::Hidden;
 
 /// Attention scores or weights, `[batch, heads, query, key]`.
 pub type Scores<D, T = NoneTape> = Tensor<(usize, usize, usize, usize), f32, D, T>;

@@ -4,8 +4,8 @@ use dfdx::prelude::*;
 
 use crate::device::on_host;
 
+use super::host::{add_backward, flat, host_copy, with_avx2};
 use super::simd::exp;
-use super::{add_backward, flat, host_copy, with_avx2};
 
 /// √(2/π), the scale inside GPT-2's tanh GELU.
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;

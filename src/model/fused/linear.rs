@@ -5,8 +5,8 @@ use dfdx::prelude::*;
 
 use crate::device::on_host;
 
-use super::{add_backward, flat, host_copy};
-use crate::model::Hidden;
+use super::host::{add_backward, flat, host_copy};
+use crate::model::hidden::Hidden;
 
 thread_local! {
     /// Set on the threads that each train one part of a split batch

@@ -4,8 +4,8 @@ use dfdx::prelude::*;
 
 use crate::device::on_host;
 
+use super::host::{add_backward, flat, host_copy, with_avx2};
 use super::simd::exp;
-use super::{add_backward, flat, host_copy, with_avx2};
 
 /// `log softmax(logits[i])[targets[i]]` for every row `i`: `[n, V]` logits → `[n]` log-probs,
 /// carrying the logits' tape. Errors (with the device's `WrongNumElements`) if `targets` has not

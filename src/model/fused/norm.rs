@@ -5,8 +5,8 @@ use dfdx::prelude::*;
 
 use crate::device::on_host;
 
-use super::{add_backward, flat, host_copy, with_avx2};
-use crate::model::Hidden;
+use super::host::{add_backward, flat, host_copy, with_avx2};
+use crate::model::hidden::Hidden;
 
 /// LayerNorm over the width of `[n, M]` rows, as dfdx's `LayerNorm1D` computes it
 /// (`(x − mean) / sqrt(var + ε) · γ + β`, biased variance).
