@@ -329,6 +329,22 @@ fn loss_at(policy: &Policy, batch: &KtoBatch, cfg: &KtoConfig, z0: f32) -> f64 {
         / n
 }
 
+/// How far the gradient of `mine`'s last step is from `reference`'s: the largest difference
+/// over every parameter, relative to the largest reference gradient. `None` when `mine` took
+/// no step.
+fn gradient_gap(reference: &Policy, mine: &Policy) -> Option<f64> {
+    let (expected, got) = (reference.last_grads()?, mine.last_grads()?);
+    let (mut gap, mut scale) = (0.0f64, 0.0f64);
+    crate::train::optim::for_each_param(reference.model(), |t| {
+        let (e, g) = (expected.get(t).as_vec(), got.get(t).as_vec());
+        for (e, g) in e.iter().zip(&g) {
+            gap = gap.max((e - g).abs() as f64);
+            scale = scale.max(e.abs() as f64);
+        }
+    });
+    Some(gap / scale.max(1e-12))
+}
+
 /// A prepared starting point: the policy, its batch, the reference point and the loss now.
 struct Start {
     policy: Policy,
@@ -431,9 +447,29 @@ where
             ),
             moved,
         );
+        // Where the gradient stops: z0 is a constant of the step (as in TRL). A z0 that carries
+        // the tape gives the model a second way to lower the loss — moving the reference point
+        // instead of the answers — and a different gradient.
+        let gap = gradient_gap(&reference, &mine);
+        check.case(
+            format!("{}: gradient", case.name),
+            "the reference's gradient (z0 held fixed)",
+            match gap {
+                None => "no step taken".to_string(),
+                Some(g) if g <= GRADIENT_TOL => "the same".to_string(),
+                Some(g) => format!(
+                    "off by {:.0}% of its largest entry (does z0 carry the tape?)",
+                    100.0 * g
+                ),
+            },
+            gap.is_some_and(|g| g <= GRADIENT_TOL),
+        );
     }
     check.finish()
 }
+
+/// How close (relative to the largest entry) a step's gradient must be to the reference's.
+const GRADIENT_TOL: f64 = 1e-3;
 
 /// A matrix as exercise 3.4 takes it: runtime-sized rows and columns.
 pub type Matrix = Tensor<(usize, usize), f32, Dev>;
@@ -653,7 +689,7 @@ mod tests {
     fn kto_step_passes_the_solution() {
         let r = kto_step(solution_step);
         assert!(r.passed(), "{r}");
-        assert_eq!(r.cases.len(), 12);
+        assert_eq!(r.cases.len(), 18);
     }
 
     #[test]
@@ -698,6 +734,47 @@ mod tests {
             |_: &mut Policy, _: &KtoBatch, _: &KtoConfig| -> Result<f32, String> { todo!() },
         );
         assert_eq!(r.status, Status::NotDone);
+    }
+
+    #[test]
+    fn kto_step_fails_a_reference_point_that_carries_the_gradient() {
+        // Everything right but z0, computed from taped log-probs: the loss value and the
+        // loss after the step can still look right; the gradient cannot.
+        let taped_z0 = |p: &mut Policy, b: &KtoBatch, c: &KtoConfig| {
+            let n = b.len();
+            let logps = p.logprobs(&b.tokens)?;
+            let kl_policy = p.logprobs(&b.kl_tokens)?;
+            let dev = logps.device().clone();
+            let kl_reference = dev.tensor_from_vec(b.kl_reference_logps.clone(), (n,));
+            let z0 = (kl_policy - kl_reference).mean().relu();
+            let per = |up: f32, down: f32| -> Vec<f32> {
+                b.labels
+                    .iter()
+                    .map(|&l| if l { up } else { down })
+                    .collect()
+            };
+            let sign = dev.tensor_from_vec(per(c.beta, -c.beta), (n,));
+            let weight = dev.tensor_from_vec(per(c.desirable_weight, c.undesirable_weight), (n,));
+            let reference = dev.tensor_from_vec(b.reference_logps.clone(), (n,));
+            let logits = ((logps - reference) - z0.broadcast_like(&(n,))) * sign;
+            let loss = ((logits.sigmoid().negate() + 1.0) * weight).mean();
+            let value = loss.array();
+            p.step(loss.backward());
+            Ok::<f32, crate::model::ModelError>(value)
+        };
+        let r = kto_step(taped_z0);
+        assert_eq!(r.status, Status::Failed, "{r}");
+        // Some starting points catch it only by the gradient (where z0 > 0; a clamped z0 has
+        // no gradient to carry).
+        let failed = r.failed_cases();
+        let caught_only_by_the_gradient = failed.iter().any(|c| {
+            c.strip_suffix(": gradient").is_some_and(|name| {
+                !failed.contains(&format!("{name}: loss after the step").as_str())
+                    && !failed.contains(&format!("{name}: loss").as_str())
+            })
+        });
+        assert!(caught_only_by_the_gradient, "{r}");
+        assert!(r.to_string().contains("does z0 carry the tape?"), "{r}");
     }
 
     #[test]

@@ -68,6 +68,11 @@ impl Policy {
         Ok(self.model.sequence_logprobs(batch, NoneTape)?.as_vec())
     }
 
+    /// The gradients of the last [`Policy::step`] (the checks compare them), if any.
+    pub(crate) fn last_grads(&self) -> Option<&Gradients<f32, Dev>> {
+        self.grads.as_ref().filter(|_| self.opt.steps() > 0)
+    }
+
     /// One AdamW update from `grads` (what `loss.backward()` returned) at [`Policy::lr`].
     pub fn step(&mut self, grads: Gradients<f32, Dev>) -> StepInfo {
         let info = self.opt.step(&mut self.model, &grads, self.lr);
