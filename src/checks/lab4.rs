@@ -2,7 +2,7 @@
 //!
 //! | exercise | check | the reference it compares with |
 //! |---|---|---|
-//! | 4.1 one thumbs-up/down as a KTO training line | [`training_line`] | [`Record::to_training_line`] |
+//! | 4.1 from a chat UI's clicks to KTO training lines | [`training_lines`] | [`final_votes`], [`Record::to_training_line`] |
 //! | 4.2 read a line back, rejecting malformed ones | [`parse_line`] | [`Record::parse_line`] |
 //! | 4.3 the range of λD that balances the classes | [`desirable_weight_range`] | [`advise`] |
 
@@ -12,72 +12,148 @@ use rand::Rng;
 use serde_json::Value;
 
 use super::{approx_eq, fmt_num, Checker, Verdict};
-use crate::feedback::{advise, Record, Text};
+use crate::feedback::{advise, final_votes, Click, Record, Text, Vote};
 
-/// The reference of exercise 4.1: TRL's unpaired row, `{"prompt","completion","label"}`.
-pub fn reference_line(prompt: &str, completion: &str, label: bool) -> String {
-    crate::checks::grading::reference("checks::lab4::reference_line");
-    Record::new(prompt, completion, label).to_training_line()
+/// The reference of exercise 4.1: TRL's unpaired rows, `{"prompt","completion","label"}`, one
+/// per answer clicked, with its last vote ([`final_votes`]).
+pub fn reference_lines(clicks: &[Click]) -> Vec<String> {
+    crate::checks::grading::reference("checks::lab4::reference_lines");
+    final_votes(clicks)
+        .iter()
+        .map(Record::to_training_line)
+        .collect()
 }
 
-/// Exercise 4.1 — `student(prompt, completion, thumbs_up)` must return one JSON line (no
-/// newline) holding exactly `prompt`, `completion` and `label`. Compared as JSON, so key
-/// order and spacing are free; escaping must be right.
-pub fn training_line<F>(student: F) -> Verdict
+/// The visible cases of exercise 4.1, then random click streams.
+fn click_cases() -> Vec<(String, Vec<Click>)> {
+    let q = "What is Python?";
+    let (good, bad) = ("A high-level programming language.", "A snake.");
+    let click = |p: &str, c: &str, v: Vote| Click::new(p, c, v);
+    let mut cases = vec![
+        ("one thumbs up".to_string(), vec![click(q, good, Vote::Up)]),
+        (
+            "a thumbs up and a thumbs down".into(),
+            vec![click(q, good, Vote::Up), click(q, bad, Vote::Down)],
+        ),
+        (
+            "a changed mind: 👍 then 👎 is one thumbs down".into(),
+            vec![click(q, good, Vote::Up), click(q, good, Vote::Down)],
+        ),
+        (
+            "three 👍 on one answer count once".into(),
+            vec![
+                click(q, good, Vote::Up),
+                click(q, good, Vote::Up),
+                click(q, bad, Vote::Down),
+                click(q, good, Vote::Up),
+            ],
+        ),
+        (
+            "a vote taken back is no label (not a thumbs down)".into(),
+            vec![click(q, bad, Vote::Down), click(q, bad, Vote::Clear)],
+        ),
+        (
+            "taken back, then voted again".into(),
+            vec![
+                click(q, good, Vote::Down),
+                click(q, good, Vote::Clear),
+                click(q, good, Vote::Up),
+            ],
+        ),
+        (
+            "the same answer to two prompts is two answers".into(),
+            vec![
+                click("Capital of France?", "Paris.", Vote::Up),
+                click("Capital of Italy?", "Paris.", Vote::Down),
+            ],
+        ),
+        (
+            "quotes, a backslash and a newline: still one line each".into(),
+            vec![
+                click("Say \"hi\"", "He said \"hi\" \\ bye", Vote::Up),
+                click("Two lines?", "first\nsecond", Vote::Down),
+            ],
+        ),
+        (
+            "unicode".into(),
+            vec![click(
+                "Quelle est la capitale de la France ?",
+                "Paris 🇫🇷 — évidemment.",
+                Vote::Up,
+            )],
+        ),
+        ("no clicks, no lines".into(), Vec::new()),
+    ];
+    let mut rng = super::grading::rng(0x6b74_6f34);
+    let prompts = ["Capital of France?", "What is Python?"];
+    let answers = ["Paris.", "A snake.", "I don't know."];
+    for i in 0..3 {
+        let n = rng.gen_range(4..14);
+        let stream = (0..n)
+            .map(|_| {
+                let vote = [Vote::Up, Vote::Down, Vote::Clear][rng.gen_range(0..3)];
+                click(
+                    prompts[rng.gen_range(0..prompts.len())],
+                    answers[rng.gen_range(0..answers.len())],
+                    vote,
+                )
+            })
+            .collect();
+        cases.push((format!("random clicks {} ({n} clicks)", i + 1), stream));
+    }
+    cases
+}
+
+/// Lines as the check shows them: `·` between lines, `(none)` for none.
+fn show(lines: &[String]) -> String {
+    if lines.is_empty() {
+        "(none)".into()
+    } else {
+        lines.join(" · ")
+    }
+}
+
+/// Exercise 4.1 — `student(clicks)` must return one JSON line (no newline) per answer clicked,
+/// holding exactly `prompt`, `completion` and `label` = its last vote; an answer whose last
+/// click took the vote back gets no line. Compared as JSON and in any order, so key order,
+/// spacing and line order are free; escaping must be right, and each answer counts once.
+pub fn training_lines<F>(student: F) -> Verdict
 where
-    F: Fn(&str, &str, bool) -> String,
+    F: Fn(&[Click]) -> Vec<String>,
 {
     let mut check = Checker::new(
-        "Exercise 4.1 — a thumbs up/down as a KTO training line",
-        "build the object with serde_json (`json!({...})` or a `Map`) and serialize it with \
-         `to_string` — never glue strings by hand: quotes and newlines must be escaped",
+        "Exercise 4.1 — from clicks to KTO training lines",
+        "keep one entry per answer — the (prompt, completion) pair — and overwrite its vote on \
+         every click; then one line per entry whose last vote is 👍 or 👎, built with \
+         `json!({...}).to_string()` (never glued by hand: quotes and newlines must be escaped)",
     )
     .forbid(&[
-        "checks::lab4::reference_line",
+        "checks::lab4::reference_lines",
+        "feedback::final_votes",
         "feedback::Record::to_training_line",
     ]);
-    let cases: Vec<(&str, String, String, bool)> = vec![
-        (
-            "thumbs up",
-            "What is Python?".into(),
-            "A high-level programming language.".into(),
-            true,
-        ),
-        (
-            "thumbs down",
-            "What is Python?".into(),
-            "A snake.".into(),
-            false,
-        ),
-        (
-            "quotes and a backslash",
-            "Say \"hi\"".into(),
-            "He said \"hi\" \\ bye".into(),
-            true,
-        ),
-        (
-            "a newline inside the completion stays on one line",
-            "Two lines?".into(),
-            "first\nsecond".into(),
-            false,
-        ),
-        (
-            "unicode",
-            "Quelle est la capitale de la France ?".into(),
-            "Paris 🇫🇷 — évidemment.".into(),
-            true,
-        ),
-        ("empty prompt", String::new(), "Hello.".into(), true),
-    ];
-    for (name, prompt, completion, label) in cases {
-        let expected = reference_line(&prompt, &completion, label);
-        let Some(got) = check.call(|| student(&prompt, &completion, label)) else {
+    for (name, clicks) in click_cases() {
+        let expected = reference_lines(&clicks);
+        let Some(got) = check.call(|| student(&clicks)) else {
             continue;
         };
-        let want: Value = serde_json::from_str(&expected).unwrap_or(Value::Null);
-        let ok =
-            !got.contains('\n') && serde_json::from_str::<Value>(&got).is_ok_and(|v| v == want);
-        check.case(name, expected, got, ok);
+        // Each line parsed on its own (a line with a newline inside is not one line), then
+        // compared as sorted lists: the same rows, each as often.
+        let parse = |lines: &[String]| -> Option<Vec<String>> {
+            let mut rows = lines
+                .iter()
+                .map(|l| {
+                    (!l.contains('\n'))
+                        .then(|| serde_json::from_str::<Value>(l).ok())
+                        .flatten()
+                        .map(|v| v.to_string())
+                })
+                .collect::<Option<Vec<String>>>()?;
+            rows.sort();
+            Some(rows)
+        };
+        let ok = parse(&got).is_some_and(|g| Some(g) == parse(&expected));
+        check.case(name, show(&expected), show(&got), ok);
     }
     check.finish()
 }
@@ -248,33 +324,125 @@ mod tests {
     use crate::checks::Status;
     use serde_json::json;
 
+    /// Exercise 4.1's solution, as the notebook writes it.
+    fn solution_lines(clicks: &[Click]) -> Vec<String> {
+        let mut order: Vec<(&str, &str)> = Vec::new();
+        let mut last: std::collections::HashMap<(&str, &str), Vote> = Default::default();
+        for c in clicks {
+            let answer = (c.prompt.as_str(), c.completion.as_str());
+            if last.insert(answer, c.vote).is_none() {
+                order.push(answer);
+            }
+        }
+        order
+            .into_iter()
+            .filter_map(|(p, c)| {
+                let label = match last[&(p, c)] {
+                    Vote::Up => true,
+                    Vote::Down => false,
+                    Vote::Clear => return None,
+                };
+                Some(json!({"prompt": p, "completion": c, "label": label}).to_string())
+            })
+            .collect()
+    }
+
+    fn line(c: &Click, label: bool) -> String {
+        json!({"prompt": c.prompt, "completion": c.completion, "label": label}).to_string()
+    }
+
+    fn failed(r: &Verdict) -> Vec<&str> {
+        r.failed_cases()
+    }
+
     #[test]
-    fn training_line_passes_serde_json_and_fails_string_gluing() {
-        let good = |p: &str, c: &str, l: bool| {
-            json!({"prompt": p, "completion": c, "label": l}).to_string()
-        };
-        let r = training_line(good);
+    fn training_lines_passes_the_solution_and_names_each_wrong_decision() {
+        let r = training_lines(solution_lines);
         assert!(r.passed(), "{r}");
-        let glued = |p: &str, c: &str, l: bool| {
-            format!("{{\"prompt\": \"{p}\", \"completion\": \"{c}\", \"label\": {l}}}")
+        assert_eq!(r.cases.len(), 13);
+        // Every click a line: flipped votes keep both labels, repeats count thrice, a
+        // withdrawn vote becomes… something.
+        let every_click = |clicks: &[Click]| -> Vec<String> {
+            clicks
+                .iter()
+                .filter(|c| c.vote != Vote::Clear)
+                .map(|c| line(c, c.vote == Vote::Up))
+                .collect()
         };
-        let r = training_line(glued);
+        let r = training_lines(every_click);
         assert_eq!(r.status, Status::Failed);
-        let text = r.to_string();
-        assert!(text.contains("FAIL quotes and a backslash"), "{text}");
-        assert!(text.contains("hint:"), "{text}");
-        // Extra keys (metadata) do not belong in a training file.
-        let with_meta = |p: &str, c: &str, l: bool| {
-            json!({"prompt": p, "completion": c, "label": l, "metadata": {}}).to_string()
+        let f = failed(&r);
+        assert!(
+            f.contains(&"a changed mind: 👍 then 👎 is one thumbs down"),
+            "{r}"
+        );
+        assert!(f.contains(&"three 👍 on one answer count once"), "{r}");
+        assert!(!f.contains(&"one thumbs up"), "{r}");
+        // A cleared vote as a thumbs down.
+        let clear_is_down = |clicks: &[Click]| -> Vec<String> {
+            let as_down: Vec<Click> = clicks
+                .iter()
+                .map(|c| Click {
+                    vote: if c.vote == Vote::Clear {
+                        Vote::Down
+                    } else {
+                        c.vote
+                    },
+                    ..c.clone()
+                })
+                .collect();
+            solution_lines(&as_down)
         };
-        assert_eq!(training_line(with_meta).status, Status::Failed);
-        // Pretty-printed JSON spans lines.
-        let pretty = |p: &str, c: &str, l: bool| {
-            serde_json::to_string_pretty(&json!({"prompt": p, "completion": c, "label": l}))
-                .unwrap()
+        let r = training_lines(clear_is_down);
+        assert!(
+            failed(&r).contains(&"a vote taken back is no label (not a thumbs down)"),
+            "{r}"
+        );
+        // Keyed by the completion alone: the same answer to two prompts merges.
+        let by_completion = |clicks: &[Click]| -> Vec<String> {
+            let mut last: Vec<(&Click, Vote)> = Vec::new();
+            for c in clicks {
+                match last.iter_mut().find(|(k, _)| k.completion == c.completion) {
+                    Some(entry) => entry.1 = c.vote,
+                    None => last.push((c, c.vote)),
+                }
+            }
+            last.into_iter()
+                .filter(|(_, v)| *v != Vote::Clear)
+                .map(|(c, v)| line(c, v == Vote::Up))
+                .collect()
         };
-        assert_eq!(training_line(pretty).status, Status::Failed);
-        let r = training_line(|_: &str, _: &str, _: bool| -> String { todo!() });
+        let r = training_lines(by_completion);
+        assert!(
+            failed(&r).contains(&"the same answer to two prompts is two answers"),
+            "{r}"
+        );
+        // Glued by hand: the escaping case fails.
+        let glued = |clicks: &[Click]| -> Vec<String> {
+            final_votes(clicks)
+                .iter()
+                .map(|r| match (&r.prompt, &r.completion) {
+                    (Text::Plain(p), Text::Plain(c)) => format!(
+                        "{{\"prompt\": \"{p}\", \"completion\": \"{c}\", \"label\": {}}}",
+                        r.label
+                    ),
+                    _ => String::new(),
+                })
+                .collect()
+        };
+        let r = training_lines(glued);
+        let f = failed(&r);
+        assert!(
+            f.contains(&"quotes, a backslash and a newline: still one line each"),
+            "{r}"
+        );
+        // (and the library call it made is named)
+        assert!(
+            r.reference_calls
+                .contains(&"feedback::final_votes".to_string()),
+            "{r}"
+        );
+        let r = training_lines(|_: &[Click]| -> Vec<String> { todo!() });
         assert_eq!(r.status, Status::NotDone);
     }
 

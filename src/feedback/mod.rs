@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`Record`], [`Text`], [`Message`] | one thumbs-up/down example in TRL's KTO format (plain or conversational) |
 //! | [`PairedRecord`] | one (prompt, chosen, rejected) example in TRL's DPO format |
+//! | [`Click`], [`Vote`], [`final_votes`] | a chat UI's clicks → one record per answer, its last vote |
 //! | [`FeedbackStore`] | append / load / count / export feedback in a JSON Lines file |
 //! | [`unpair()`], [`read_paired`], [`unpair_file`] | paired DPO data → unpaired KTO data |
 //! | [`advise`] | the KTO paper's weighting rule: λD·nD / (λU·nU) in [1, 4/3] |
@@ -35,6 +36,7 @@
 //! # }
 //! ```
 
+mod clicks;
 mod error;
 mod guide;
 mod imbalance;
@@ -43,6 +45,7 @@ mod record;
 mod store;
 mod unpair;
 
+pub use clicks::{final_votes, Click, Vote};
 pub use error::FeedbackError;
 pub use guide::{analyze, DatasetFormat, GuideReport, Method, DECISION_GUIDE};
 pub use imbalance::{advise, ImbalanceAdvice, ImbalanceError, RECOMMENDED_RATIO};
