@@ -4,7 +4,7 @@
 use dfdx::prelude::*;
 use kto_lab::model::config::tiny::{self, TinyModel};
 use kto_lab::model::{tape_from, Model, ModelError, SampleConfig, TokenBatch};
-use kto_lab::tokenizer::Tokenizer;
+use kto_lab::tokenizer::{Tokenizer, TokenizerError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -459,22 +459,28 @@ fn tokenizer_json_is_deterministic_and_reloads_to_the_same_ids() {
 fn tokenizer_errors_are_typed_and_name_the_file() {
     assert!(matches!(
         Tokenizer::train(&corpus(), 100),
-        Err(ModelError::BadVocabSize { got: 100, .. })
+        Err(TokenizerError::BadVocabSize { got: 100, .. })
     ));
     assert!(matches!(
         Tokenizer::train(&corpus(), kto_lab::model::VOCAB + 1),
-        Err(ModelError::BadVocabSize { .. })
+        Err(TokenizerError::BadVocabSize { .. })
     ));
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.json");
     let err = Tokenizer::load(&missing).unwrap_err();
-    assert!(matches!(err, ModelError::Io { .. }));
+    assert!(matches!(err, TokenizerError::Io { .. }));
     assert!(err.to_string().contains("missing.json"));
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{not json").unwrap();
     let err = Tokenizer::load(&bad).unwrap_err();
-    assert!(matches!(err, ModelError::TokenizerFile { .. }), "{err}");
+    assert!(matches!(err, TokenizerError::File { .. }), "{err}");
     assert!(err.to_string().contains("bad.json"));
+    // Where a model function meets it, it is a model error with the same words.
+    let as_model = ModelError::from(err);
+    assert!(
+        as_model.to_string().starts_with(&bad.display().to_string()),
+        "{as_model}"
+    );
 }
 
 #[test]

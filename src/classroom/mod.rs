@@ -68,7 +68,7 @@ pub fn new_model(seed: u64) -> ClassroomModel {
 /// The byte-level BPE tokenizer trained on the toy world's corpus ([`world::tokenizer_corpus`]),
 /// with the model's vocabulary size. Deterministic: the same tokenizer every time.
 pub fn tokenizer() -> Result<Tokenizer, ModelError> {
-    Tokenizer::train(&world::tokenizer_corpus(), VOCAB)
+    Ok(Tokenizer::train(&world::tokenizer_corpus(), VOCAB)?)
 }
 
 /// A prompt and its completion as the model sees them (see [`Codec`]).

@@ -14,17 +14,9 @@ pub enum ModelError {
         /// What the operating system said.
         source: std::io::Error,
     },
-    /// The tokenizers crate reported a problem (training, encoding, decoding or parsing JSON).
-    #[error("tokenizer: {0}")]
-    Tokenizer(String),
-    /// A `tokenizer.json` could not be parsed; names the file.
-    #[error("{path}: not a valid tokenizer.json: {message}")]
-    TokenizerFile {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said.
-        message: String,
-    },
+    /// The tokenizer failed (training, encoding, decoding, its file).
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
     /// Saving or loading safetensors weights failed; names the file.
     #[error("{path}: safetensors: {message}")]
     Safetensors {

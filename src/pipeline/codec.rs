@@ -15,7 +15,7 @@ pub struct Codec<'a> {
 impl Codec<'_> {
     /// Token ids of the prompt part.
     pub fn prompt(&self, question: &str) -> Result<Vec<u32>, ModelError> {
-        self.tokenizer.encode(&world::lm_text(question, None))
+        Ok(self.tokenizer.encode(&world::lm_text(question, None))?)
     }
 
     /// Token ids of a completion, ending with EOS so the model learns to stop.

@@ -112,7 +112,8 @@ pub fn run_loop<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     }
 
     // 1. Tokenizer and SFT on a mix of good and bad answers.
-    let tokenizer = Tokenizer::train(&world::tokenizer_corpus(), cfg.vocab_size)?;
+    let tokenizer =
+        Tokenizer::train(&world::tokenizer_corpus(), cfg.vocab_size).map_err(ModelError::from)?;
     let codec = Codec {
         tokenizer: &tokenizer,
     };
