@@ -200,8 +200,9 @@ where
 {
     let mut check = Checker::new(
         "Exercise 3.2 — log π(y|x): the masked per-sequence sum",
-        "multiply the log-probs by the mask (prompt and padding become 0), then sum over the \
-         sequence axis: `.sum::<(usize,), Axis<1>>()`",
+        "multiply the log-probs by the mask (prompt and padding become 0), then sum — not \
+         average: log π(y|x) is the whole answer's — over the sequence axis: \
+         `.sum::<(usize,), Axis<1>>()`",
     )
     .forbid(&["classroom::masked_sequence_sum"]);
     let dev = crate::device::device();
@@ -645,6 +646,12 @@ mod tests {
         assert!(r.to_string().contains("all-padding"), "{r}");
         let r = sequence_logprobs(|_: TokenLogps, _: TokenLogps| -> SeqLogps { todo!() });
         assert_eq!(r.status, Status::NotDone);
+        // A per-token mean (length-normalized) is a different number.
+        let r = sequence_logprobs(|l: TokenLogps, m: TokenLogps| {
+            let lengths = m.clone().sum::<(usize,), Axis<1>>().clamp(1.0, f32::MAX);
+            (l * m).sum::<(usize,), Axis<1>>() / lengths
+        });
+        assert_eq!(r.status, Status::Failed, "{r}");
         // A wrong shape (summing over rows) is a failure, not a crash.
         let r =
             sequence_logprobs(|l: TokenLogps, m: TokenLogps| (l * m).sum::<(usize,), Axis<0>>());
