@@ -141,6 +141,30 @@ impl KtoBatch {
     }
 }
 
+/// A scalar loss carrying tape `T`.
+type Scalar<T> = Tensor<(), f32, Dev, T>;
+
+/// The KTO loss of `batch` from the policy's log-probs `logps` (taped or not): z0 from the
+/// mismatched pairs, scored without a tape (a constant of the step, as in TRL).
+fn kto_of<T: Tape<f32, Dev>>(
+    policy: &Policy,
+    logps: Tensor<(usize,), f32, Dev, T>,
+    batch: &KtoBatch,
+    cfg: &KtoConfig,
+) -> Result<(Scalar<T>, KtoMetrics), TrainError> {
+    let dev = policy.model.wte.weight.device().clone();
+    let n = batch.len();
+    let kl_policy = policy.model.sequence_logprobs(&batch.kl_tokens, NoneTape)?;
+    Ok(losses::kto(
+        logps,
+        &dev.tensor_from_vec(batch.reference_logps.clone(), (n,)),
+        &kl_policy,
+        &dev.tensor_from_vec(batch.kl_reference_logps.clone(), (n,)),
+        &batch.labels,
+        cfg,
+    )?)
+}
+
 /// The loss and metrics of `batch` under `policy` now, without changing anything.
 pub fn kto_loss(
     policy: &Policy,
@@ -148,37 +172,16 @@ pub fn kto_loss(
     cfg: &KtoConfig,
 ) -> Result<KtoMetrics, TrainError> {
     crate::checks::grading::reference("classroom::kto_loss");
-    let dev = policy.model.wte.weight.device().clone();
-    let n = batch.len();
     let logps = policy.model.sequence_logprobs(&batch.tokens, NoneTape)?;
-    let kl_policy = policy.model.sequence_logprobs(&batch.kl_tokens, NoneTape)?;
-    let (_, metrics) = losses::kto(
-        logps,
-        &dev.tensor_from_vec(batch.reference_logps.clone(), (n,)),
-        &kl_policy,
-        &dev.tensor_from_vec(batch.kl_reference_logps.clone(), (n,)),
-        &batch.labels,
-        cfg,
-    )?;
-    Ok(metrics)
+    Ok(kto_of(policy, logps, batch, cfg)?.1)
 }
 
 /// The reference of exercise 3.3: one KTO step (the paper's loss, TRL's `KTOTrainer`) on `batch`.
 /// Returns the loss *before* the update.
 pub fn kto_step(policy: &mut Policy, batch: &KtoBatch, cfg: &KtoConfig) -> Result<f32, TrainError> {
     crate::checks::grading::reference("classroom::kto_step");
-    let n = batch.len();
-    let dev = policy.model.wte.weight.device().clone();
     let logps = policy.logprobs(&batch.tokens)?;
-    let kl_policy = policy.model.sequence_logprobs(&batch.kl_tokens, NoneTape)?;
-    let (loss, metrics) = losses::kto(
-        logps,
-        &dev.tensor_from_vec(batch.reference_logps.clone(), (n,)),
-        &kl_policy,
-        &dev.tensor_from_vec(batch.kl_reference_logps.clone(), (n,)),
-        &batch.labels,
-        cfg,
-    )?;
+    let (loss, metrics) = kto_of(policy, logps, batch, cfg)?;
     policy.step(loss.backward());
     Ok(metrics.loss)
 }
