@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Value};
 
-use super::{Status, Verdict};
+use super::{CheckResult, Status};
 
 /// The prefix of a grade line.
 pub const GRADE_LINE: &str = "KTO_LAB_GRADE";
@@ -63,13 +63,13 @@ pub(crate) fn rng(base: u64) -> rand_chacha::ChaCha8Rng {
 }
 
 /// Runs `check` with every random input drawn from the hidden seed.
-pub(crate) fn run_hidden(check: impl FnOnce() -> Verdict) -> Verdict {
+pub(crate) fn run_hidden(check: impl FnOnce() -> CheckResult) -> CheckResult {
     // A mix of 0 would repeat the visible cases.
     let mix = hidden_seed().wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let previous = SEED_MIX.replace(mix);
-    let verdict = check();
+    let result = check();
     SEED_MIX.set(previous);
-    verdict
+    result
 }
 
 /// Marks a call of the library function `name` (a reference a check compares against).
@@ -100,32 +100,32 @@ pub(crate) fn watch<T>(f: impl FnOnce() -> T) -> (T, Vec<&'static str>) {
     (value, called)
 }
 
-/// The verdict as the grader reads it.
-pub fn to_json(verdict: &Verdict) -> Value {
-    let status = match verdict.status {
+/// The result as the grader reads it.
+pub fn to_json(result: &CheckResult) -> Value {
+    let status = match result.status {
         Status::Passed => "passed",
         Status::Failed => "failed",
         Status::NotDone => "not-done",
     };
     json!({
-        "exercise": verdict.exercise,
+        "exercise": result.exercise,
         "status": status,
-        "cases": verdict.cases.iter().map(|c| json!({
+        "cases": result.cases.iter().map(|c| json!({
             "name": c.name, "expected": c.expected, "got": c.got, "ok": c.ok,
         })).collect::<Vec<_>>(),
-        "hint": verdict.hint,
-        "reference_calls": verdict.reference_calls,
-        "hidden": verdict.hidden,
+        "hint": result.hint,
+        "reference_calls": result.reference_calls,
+        "hidden": result.hidden,
     })
 }
 
-/// Prints the grade line of `verdict` for exercise `id` with the grader's `nonce`, then returns
-/// the verdict (so the cell still shows it).
-pub fn emit(nonce: &str, id: &str, verdict: Verdict) -> Verdict {
+/// Prints the grade line of `result` for exercise `id` with the grader's `nonce`, then returns
+/// the result (so the cell still shows it).
+pub fn emit(nonce: &str, id: &str, result: CheckResult) -> CheckResult {
     // The seed goes along so the grader can tell that the hidden tests drew from its seed.
-    let line = json!({ "id": id, "hidden_seed": hidden_seed(), "report": to_json(&verdict) });
+    let line = json!({ "id": id, "hidden_seed": hidden_seed(), "report": to_json(&result) });
     println!("{GRADE_LINE} {nonce} {line}");
-    verdict
+    result
 }
 
 #[cfg(test)]
@@ -175,11 +175,11 @@ mod tests {
     #[test]
     fn calling_the_reference_fails_the_exercise() {
         let cheat = |p: &[f32], r: &[f32]| crate::losses::kto::reference_point(p, r).ok();
-        let verdict = lab1::reference_point(cheat);
-        assert_eq!(verdict.status, Status::Failed);
-        assert_eq!(verdict.reference_calls, ["losses::kto::reference_point"]);
+        let result = lab1::reference_point(cheat);
+        assert_eq!(result.status, Status::Failed);
+        assert_eq!(result.reference_calls, ["losses::kto::reference_point"]);
         assert_eq!(
-            verdict.failed_cases(),
+            result.failed_cases(),
             ["written without the library's reference"]
         );
         // The check's own calls of the reference are not the student's.
@@ -188,12 +188,12 @@ mod tests {
 
     #[test]
     fn the_grade_line_carries_the_nonce_and_the_report() {
-        let verdict = lab1::reference_point(z0);
-        let v = to_json(&verdict);
+        let result = lab1::reference_point(z0);
+        let v = to_json(&result);
         assert_eq!(v["status"], "passed");
         assert_eq!(
             v["cases"].as_array().map(Vec::len),
-            Some(verdict.cases.len())
+            Some(result.cases.len())
         );
     }
 }

@@ -15,7 +15,7 @@
 use dfdx::prelude::*;
 use rand::Rng;
 
-use super::{fmt_num, Checker, Verdict};
+use super::{fmt_num, CheckResult, Checker};
 use crate::losses::kto::reference_point as reference_z0;
 use crate::losses::plain;
 use crate::losses::{Batch, ExampleBatch, KtoConfig, Scalar};
@@ -170,11 +170,13 @@ pub(crate) fn close_opt(
 /// The student's `f(policy_logps, reference_logps, labels, cfg)` must return
 /// `λD·L_D + λU·L_U` (an absent class contributes 0), with the baseline b = mean r over the
 /// whole batch, or `None` for an empty batch. Compared with [`plain::kto_batch_mean`].
-pub fn kto_batch_mean(f: impl Fn(&[f32], &[f32], &[bool], &KtoConfig) -> Option<f32>) -> Verdict {
+pub fn kto_batch_mean(
+    f: impl Fn(&[f32], &[f32], &[bool], &KtoConfig) -> Option<f32>,
+) -> CheckResult {
     check_kto_batch_mean(&f)
 }
 
-fn check_kto_batch_mean(f: &KtoBatchMeanFn) -> Verdict {
+fn check_kto_batch_mean(f: &KtoBatchMeanFn) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 1.1 — simplified KTO (batch-mean baseline)",
         "b is the mean of r = policy − reference over the WHOLE batch (both classes); each class \
@@ -205,11 +207,11 @@ fn check_kto_batch_mean(f: &KtoBatchMeanFn) -> Verdict {
 ///
 /// The student's `f(kl_policy_logps, kl_reference_logps)` must return z0, or `None` when there
 /// are no pairs. Compared with [`crate::losses::kto::reference_point`].
-pub fn reference_point(f: impl Fn(&[f32], &[f32]) -> Option<f32>) -> Verdict {
+pub fn reference_point(f: impl Fn(&[f32], &[f32]) -> Option<f32>) -> CheckResult {
     check_reference_point(&f)
 }
 
-fn check_reference_point(f: &ReferencePointFn) -> Verdict {
+fn check_reference_point(f: &ReferencePointFn) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 1.2 — the reference point z0",
         "z0 = max(0, mean over the pairs of (policy − reference)): the mean of the differences, \
@@ -267,11 +269,11 @@ pub fn kto_tensor(
         &[bool],
         &KtoConfig,
     ) -> Scalar<Cpu, OwnedTape<f32, Cpu>>,
-) -> Verdict {
+) -> CheckResult {
     check_kto_tensor(&f)
 }
 
-fn check_kto_tensor(f: &KtoTensorFn) -> Verdict {
+fn check_kto_tensor(f: &KtoTensorFn) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 1.3 — KTO as in the paper, on tensors",
         "z0 = max(0, mean(kl_policy − kl_reference)) as a plain f32 (no tape: it is not trained \

@@ -10,7 +10,7 @@
 
 use rand::Rng;
 
-use super::{guarded, Checker, Verdict};
+use super::{guarded, CheckResult, Checker};
 use crate::charts::{LineChart, Series};
 use crate::prospect::{self, linspace, Label, ProspectParams};
 
@@ -33,11 +33,11 @@ fn params(alpha: f64, beta: f64, lambda: f64) -> ProspectParams {
 
 /// Exercise 2.1 — `v(x) = x^α` for gains (x ≥ 0), `−λ·(−x)^β` for losses, compared with
 /// [`prospect::value`].
-pub fn value(f: impl Fn(f64, &ProspectParams) -> f64) -> Verdict {
+pub fn value(f: impl Fn(f64, &ProspectParams) -> f64) -> CheckResult {
     check_value(&f)
 }
 
-fn check_value(f: &ValueFn) -> Verdict {
+fn check_value(f: &ValueFn) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 2.1 — the value function",
         "gains (x ≥ 0): x^α; losses (x < 0): −λ·(−x)^β — raise the POSITIVE number −x to the \
@@ -79,11 +79,11 @@ fn check_value(f: &ValueFn) -> Verdict {
 
 /// Exercise 2.2 — one example's KTO loss: `λ·(1 − σ(β·d))` for thumbs up, `λ·(1 − σ(−β·d))` for
 /// thumbs down; compared with [`prospect::kto_loss`], including far from the reference point.
-pub fn kto_loss(f: impl Fn(f64, Label, f64, f64) -> f64) -> Verdict {
+pub fn kto_loss(f: impl Fn(f64, Label, f64, f64) -> f64) -> CheckResult {
     check_kto_loss(&f)
 }
 
-fn check_kto_loss(f: &KtoLossFn) -> Verdict {
+fn check_kto_loss(f: &KtoLossFn) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 2.2 — the KTO loss of one example",
         "thumbs up: λ·(1 − σ(β·d)); thumbs down: λ·(1 − σ(−β·d)). At d = 0 both are λ/2; far on \
@@ -146,11 +146,11 @@ fn find<'c>(chart: &'c LineChart, word: &str) -> Option<&'c Series> {
 /// Exercise 2.3 — a chart of loss aversion: a series named with "gain" holding `(x, v(x))` and
 /// one named with "loss" holding `(x, −v(−x))`, for x = 0, 0.1, …, 3 ([`chart_xs`]), with a
 /// title, rendering to SVG. Checked for two parameter sets (so hard-coded numbers fail).
-pub fn loss_aversion_chart(f: impl Fn(&ProspectParams) -> LineChart) -> Verdict {
+pub fn loss_aversion_chart(f: impl Fn(&ProspectParams) -> LineChart) -> CheckResult {
     check_chart(&f)
 }
 
-fn check_chart(f: &ChartFn) -> Verdict {
+fn check_chart(f: &ChartFn) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 2.3 — a loss-aversion chart",
         "two series from LineChart::new(title, x label, y label).with_series(Series::line(name, \

@@ -3,8 +3,8 @@
 //! | exercise | check | the reference it compares with |
 //! |---|---|---|
 //! | 3.1 inputs, targets and completion mask of one row | [`row_targets`] | [`TokenBatch::new`] |
-//! | 3.2 log π(y\|x): the masked per-sequence sum | [`sequence_logprobs`] | [`classroom::masked_sequence_sum`] |
-//! | 3.3 one KTO step with dfdx | [`kto_step`] | [`classroom::kto_step`] |
+//! | 3.2 log π(y\|x) per row, in dfdx | [`sequence_logprobs`] | [`classroom::masked_sequence_sum`] |
+//! | 3.3 one KTO step with dfdx, and where its gradient stops | [`kto_step`] | [`classroom::kto_step`] |
 //! | 3.4 a LoRA-adapted projection | [`lora_linear`] | [`crate::model::lora::Adapter::correction`] on a frozen layer, as lab 3's model trains it |
 
 use std::fmt;
@@ -13,7 +13,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{approx_eq, fmt_num, Checker, Verdict};
+use super::{approx_eq, fmt_num, CheckResult, Checker};
 use crate::classroom::{self, KtoBatch, Policy};
 use crate::losses::{Dev, KtoConfig};
 use crate::model::TokenBatch;
@@ -45,7 +45,7 @@ pub fn reference_row(prompt: &[u32], completion: &[u32], seq_len: usize, pad: u3
 /// `(inputs, targets, mask)`: the sequence `prompt ++ completion` shifted by one (inputs are
 /// tokens 0..n-1, targets tokens 1..n), mask 1 exactly where the target is a completion token,
 /// right-padded with `pad` (mask 0) to `seq_len`. An empty prompt starts from `pad`.
-pub fn row_targets<F>(student: F) -> Verdict
+pub fn row_targets<F>(student: F) -> CheckResult
 where
     F: Fn(&[u32], &[u32], usize, u32) -> Row,
 {
@@ -194,12 +194,12 @@ fn mask_cases() -> Vec<MaskCase> {
 
 /// Exercise 3.2 — `student(token_logps, mask)` must return log π(y|x) per row: the sum over
 /// positions of the per-token log-probs where the mask is 1, as a `(B,)` tensor.
-pub fn sequence_logprobs<F>(student: F) -> Verdict
+pub fn sequence_logprobs<F>(student: F) -> CheckResult
 where
     F: Fn(TokenLogps, TokenLogps) -> SeqLogps,
 {
     let mut check = Checker::new(
-        "Exercise 3.2 — log π(y|x): the masked per-sequence sum",
+        "Exercise 3.2 — log π(y|x) per row, in dfdx",
         "multiply the log-probs by the mask (prompt and padding become 0), then sum — not \
          average: log π(y|x) is the whole answer's — over the sequence axis: \
          `.sum::<(usize,), Axis<1>>()`",
@@ -221,7 +221,7 @@ where
         let got = if got.shape().0 == case.rows {
             got.as_vec()
         } else {
-            // Verdict the wrong length rather than reading a mis-shaped tensor.
+            // Show the wrong length rather than reading a mis-shaped tensor.
             vec![f32::NAN; got.shape().0]
         };
         let e: Vec<f64> = expected.iter().map(|&x| x as f64).collect();
@@ -377,7 +377,7 @@ fn start(case: &StepCase, seed: u64) -> Option<Start> {
 /// the update. For each starting point the check compares the returned loss with the
 /// reference's, and the loss after the student's update with the loss after the reference's
 /// update (both at the step's reference point z0), which must be lower than before.
-pub fn kto_step<F, E>(student: F) -> Verdict
+pub fn kto_step<F, E>(student: F) -> CheckResult
 where
     F: Fn(&mut Policy, &KtoBatch, &KtoConfig) -> Result<f32, E>,
     E: fmt::Display,
@@ -504,7 +504,7 @@ fn library_lora<const I: usize, const O: usize, const R: usize>(
 /// of the rows `x` `[n, in]`: `x·Wᵀ + bias + (α/r)·(x·Aᵀ)·Bᵀ`, with `W` `[out, in]`, `A`
 /// `[r, in]`, `B` `[out, r]` (PEFT's `lora_A`, `lora_B`) and r the rows of A. Compared with
 /// the library's adapted layer — the one `kto-lab train --lora` trains.
-pub fn lora_linear<F>(student: F) -> Verdict
+pub fn lora_linear<F>(student: F) -> CheckResult
 where
     F: Fn(Matrix, Matrix, Vector, Matrix, Matrix, f32) -> Matrix,
 {
@@ -572,7 +572,7 @@ where
         let got = if *got.shape() == (n, o) {
             got.as_vec()
         } else {
-            // Verdict the wrong shape rather than reading a mis-shaped tensor.
+            // Show the wrong shape rather than reading a mis-shaped tensor.
             vec![f32::NAN; n * o]
         };
         let e: Vec<f64> = expected.iter().map(|&v| v as f64).collect();

@@ -11,7 +11,7 @@ use std::path::Path;
 use rand::Rng;
 use serde_json::Value;
 
-use super::{approx_eq, fmt_num, Checker, Verdict};
+use super::{approx_eq, fmt_num, CheckResult, Checker};
 use crate::feedback::{advise, final_votes, Click, Record, Text, Vote};
 
 /// The reference of exercise 4.1: TRL's unpaired rows, `{"prompt","completion","label"}`, one
@@ -117,7 +117,7 @@ fn show(lines: &[String]) -> String {
 /// holding exactly `prompt`, `completion` and `label` = its last vote; an answer whose last
 /// click took the vote back gets no line. Compared as JSON and in any order, so key order,
 /// spacing and line order are free; escaping must be right, and each answer counts once.
-pub fn training_lines<F>(student: F) -> Verdict
+pub fn training_lines<F>(student: F) -> CheckResult
 where
     F: Fn(&[Click]) -> Vec<String>,
 {
@@ -138,21 +138,28 @@ where
             continue;
         };
         // Each line parsed on its own (a line with a newline inside is not one line), then
-        // compared as sorted lists: the same rows, each as often.
-        let parse = |lines: &[String]| -> Option<Vec<String>> {
-            let mut rows = lines
+        // matched as multisets of JSON values: the same rows, each as often, in any order and
+        // with the keys in any order.
+        let parse = |lines: &[String]| -> Option<Vec<Value>> {
+            lines
                 .iter()
                 .map(|l| {
                     (!l.contains('\n'))
                         .then(|| serde_json::from_str::<Value>(l).ok())
                         .flatten()
-                        .map(|v| v.to_string())
                 })
-                .collect::<Option<Vec<String>>>()?;
-            rows.sort();
-            Some(rows)
+                .collect()
         };
-        let ok = parse(&got).is_some_and(|g| Some(g) == parse(&expected));
+        let ok = match (parse(&got), parse(&expected)) {
+            (Some(got), Some(mut left)) => {
+                got.len() == left.len()
+                    && got.iter().all(|row| {
+                        let found = left.iter().position(|e| e == row);
+                        found.map(|i| left.swap_remove(i)).is_some()
+                    })
+            }
+            _ => false,
+        };
         check.case(name, show(&expected), show(&got), ok);
     }
     check.finish()
@@ -172,7 +179,7 @@ pub fn reference_parse(line: &str) -> Option<(String, String, bool)> {
 /// plain-text row and `None` for anything else: a JSON object with exactly the keys `prompt`,
 /// `completion`, `label` and optionally `metadata`; prompt and completion non-blank strings;
 /// label `true`/`false`; metadata an object or `null`.
-pub fn parse_line<F>(student: F) -> Verdict
+pub fn parse_line<F>(student: F) -> CheckResult
 where
     F: Fn(&str) -> Option<(String, String, bool)>,
 {
@@ -257,7 +264,7 @@ pub fn reference_range(
 /// Exercise 4.3 — `student(n_desirable, n_undesirable, undesirable_weight)` must return the
 /// range `(low, high)` of λD that puts λD·nD / (λU·nU) in [1, 4/3] (the KTO paper's range), or `None`
 /// when either class is empty (the ratio is undefined).
-pub fn desirable_weight_range<F>(student: F) -> Verdict
+pub fn desirable_weight_range<F>(student: F) -> CheckResult
 where
     F: Fn(usize, usize, f64) -> Option<(f64, f64)>,
 {
@@ -351,7 +358,7 @@ mod tests {
         json!({"prompt": c.prompt, "completion": c.completion, "label": label}).to_string()
     }
 
-    fn failed(r: &Verdict) -> Vec<&str> {
+    fn failed(r: &CheckResult) -> Vec<&str> {
         r.failed_cases()
     }
 
@@ -360,6 +367,21 @@ mod tests {
         let r = training_lines(solution_lines);
         assert!(r.passed(), "{r}");
         assert_eq!(r.cases.len(), 13);
+        // Key order and row order are free.
+        let reordered = |clicks: &[Click]| -> Vec<String> {
+            let mut lines: Vec<String> = solution_lines(clicks)
+                .iter()
+                .map(|l| {
+                    let v: Value = serde_json::from_str(l).unwrap_or_default();
+                    json!({"label": v["label"], "completion": v["completion"], "prompt": v["prompt"]})
+                        .to_string()
+                })
+                .collect();
+            lines.reverse();
+            lines
+        };
+        let r = training_lines(reordered);
+        assert_eq!(r.failed_cases(), Vec::<&str>::new(), "{r}");
         // Every click a line: flipped votes keep both labels, repeats count thrice, a
         // withdrawn vote becomes… something.
         let every_click = |clicks: &[Click]| -> Vec<String> {

@@ -16,7 +16,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use super::lab1::close_opt;
-use super::{Checker, Verdict};
+use super::{CheckResult, Checker};
 use crate::feedback::{self, SEED_FEEDBACK};
 use crate::losses::plain;
 use crate::losses::ExampleBatch;
@@ -102,11 +102,11 @@ fn inputs() -> Vec<Pairs> {
 
 /// Exercise 5.1 — DPO's loss: mean over pairs of −log σ(β·[(πc − rc) − (πr − rr)]); `None` for
 /// no pairs. Compared with [`plain::dpo`].
-pub fn dpo_loss(f: impl Fn(&[f32], &[f32], &[f32], &[f32], f32) -> Option<f32>) -> Verdict {
+pub fn dpo_loss(f: impl Fn(&[f32], &[f32], &[f32], &[f32], f32) -> Option<f32>) -> CheckResult {
     check_dpo_loss(&f)
 }
 
-fn check_dpo_loss(f: &DpoLossFn) -> Verdict {
+fn check_dpo_loss(f: &DpoLossFn) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 5.1 — the DPO loss",
         "per pair: margin = β·[(policy_chosen − reference_chosen) − (policy_rejected − \
@@ -146,11 +146,11 @@ fn check_dpo_loss(f: &DpoLossFn) -> Verdict {
 /// the gradients [`plain::dpo`] gets from dfdx's `backward()`.
 pub fn dpo_grads(
     f: impl Fn(&[f32], &[f32], &[f32], &[f32], f32) -> (Vec<f32>, Vec<f32>),
-) -> Verdict {
+) -> CheckResult {
     check_dpo_grads(&f)
 }
 
-fn check_dpo_grads(f: &DpoGradsFn) -> Verdict {
+fn check_dpo_grads(f: &DpoGradsFn) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 5.2 — DPO's push on each side of a pair",
         "with m = the pair's margin and n pairs: ∂loss/∂policy_chosen = −β·σ(−m)/n and \
@@ -258,11 +258,13 @@ fn line_problem(text: &str, row: &(&str, &str, bool)) -> Option<String> {
 /// object `{"prompt", "completion", "label"}` per line, each line ending in `\n`, replacing any
 /// existing file; no rows gives an empty file. Checked by reading the file back line by line,
 /// then with [`feedback::analyze`].
-pub fn write_feedback(f: impl Fn(&Path, &[(&str, &str, bool)]) -> std::io::Result<()>) -> Verdict {
+pub fn write_feedback(
+    f: impl Fn(&Path, &[(&str, &str, bool)]) -> std::io::Result<()>,
+) -> CheckResult {
     check_write_feedback(&f)
 }
 
-fn check_write_feedback(f: &WriteFeedbackFn) -> Verdict {
+fn check_write_feedback(f: &WriteFeedbackFn) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 5.3 — thumbs up/down to JSONL",
         "build each line with serde_json::json!({\"prompt\": p, \"completion\": c, \"label\": l}) \

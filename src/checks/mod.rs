@@ -3,17 +3,17 @@
 //! Every exercise in a lab notebook is followed by a check cell that hands the student's function
 //! to a check in this module, for example `checks::lab1::kto_batch_mean(&my_kto_loss)`. The check
 //! runs the function on fixed and random inputs (edge cases included), compares each answer with
-//! the library's reference, and returns a [`Verdict`]: a small pass/fail table that evcxr shows
+//! the library's reference, and returns a [`CheckResult`]: a small pass/fail table that evcxr shows
 //! inline, with a hint when something is off.
 //!
-//! An exercise that still holds the lab's `todo!()` stub verdicts **not done yet** instead of
+//! An exercise that still holds the lab's `todo!()` stub is reported **not done yet** instead of
 //! crashing the notebook: each call into student code goes through [`Checker::call`], which
 //! catches the panic (and keeps its message off the notebook's stderr).
 //!
-//! The first line of a verdict's text always contains exactly one of [`Status`]'s markers —
+//! The first line of a result's text always contains exactly one of [`Status`]'s markers —
 //! `✅ passed`, `❌ failed`, `⏳ not done yet` — so a notebook runner can tell the three apart.
 //!
-//! Every verdict is also remembered for the kernel's lifetime, so the last cell of a lab can show
+//! Every result is also remembered for the kernel's lifetime, so the last cell of a lab can show
 //! where the student stands: `checks::lab1::progress()` ([`progress`]).
 
 pub mod grading;
@@ -40,7 +40,7 @@ pub enum Status {
 }
 
 impl Status {
-    /// The marker a verdict's first line carries (what a notebook runner looks for).
+    /// The marker a result's first line carries (what a notebook runner looks for).
     pub fn marker(self) -> &'static str {
         match self {
             Status::Passed => "✅ passed",
@@ -65,7 +65,7 @@ pub struct Case {
 
 /// The outcome of one exercise's check: shown inline in the notebook.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
+pub struct CheckResult {
     /// The exercise's name as the notebook shows it, e.g. "Exercise 1.1 — simplified KTO".
     pub exercise: String,
     /// Passed, failed or not done yet.
@@ -82,7 +82,7 @@ pub struct Verdict {
     pub hidden: usize,
 }
 
-impl Verdict {
+impl CheckResult {
     /// Whether every case passed.
     pub fn passed(&self) -> bool {
         self.status == Status::Passed
@@ -97,11 +97,11 @@ impl Verdict {
             .collect()
     }
 
-    /// The same verdict with the hidden tests added: `hidden` is this exercise's check again,
+    /// The same result with the hidden tests added: `hidden` is this exercise's check again,
     /// with every random input drawn from the grading run's seed
     /// ([`grading::set_hidden_seed`]). Solution notebooks call it between
     /// `// BEGIN HIDDEN TESTS` and `// END HIDDEN TESTS`, a region student notebooks do not have.
-    pub fn with_hidden(mut self, hidden: impl FnOnce() -> Verdict) -> Verdict {
+    pub fn with_hidden(mut self, hidden: impl FnOnce() -> CheckResult) -> CheckResult {
         let extra = grading::run_hidden(hidden);
         self.hidden += extra.cases.len();
         self.cases.extend(extra.cases.into_iter().map(|c| Case {
@@ -122,7 +122,7 @@ impl Verdict {
         self
     }
 
-    /// The first line of the verdict: the exercise, its marker and the count of passing cases.
+    /// The first line of the result: the exercise, its marker and the count of passing cases.
     pub fn headline(&self) -> String {
         let ok = self.cases.iter().filter(|c| c.ok).count();
         match self.status {
@@ -145,7 +145,7 @@ impl Verdict {
         show_in_notebook(&self.to_string(), &self.html());
     }
 
-    /// The verdict as an HTML table (what a notebook shows).
+    /// The result as an HTML table (what a notebook shows).
     pub fn html(&self) -> String {
         let colour = match self.status {
             Status::Passed => "#1a7f37",
@@ -177,7 +177,7 @@ impl Verdict {
     }
 }
 
-impl fmt::Display for Verdict {
+impl fmt::Display for CheckResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.headline())?;
         if self.status != Status::NotDone {
@@ -225,7 +225,7 @@ pub enum Interrupted {
     Panicked(String),
 }
 
-/// Builds a [`Verdict`] case by case.
+/// Builds a [`CheckResult`] case by case.
 ///
 /// ```
 /// use kto_lab::checks::Checker;
@@ -346,9 +346,9 @@ impl Checker {
         self.case(name, format!("{expected:?}"), format!("{got:?}"), ok);
     }
 
-    /// The verdict: not done if a `todo!()` was hit, passed if every case agreed (and there was
+    /// The result: not done if a `todo!()` was hit, passed if every case agreed (and there was
     /// at least one), failed otherwise.
-    pub fn finish(mut self) -> Verdict {
+    pub fn finish(mut self) -> CheckResult {
         for name in &self.reference_calls {
             self.cases.push(Case {
                 name: "written without the library's reference".into(),
@@ -364,7 +364,7 @@ impl Checker {
         } else {
             Status::Failed
         };
-        let verdict = Verdict {
+        let result = CheckResult {
             exercise: self.exercise,
             status,
             cases: self.cases,
@@ -372,8 +372,8 @@ impl Checker {
             reference_calls: self.reference_calls,
             hidden: 0,
         };
-        progress::record(&verdict);
-        verdict
+        progress::record(&result);
+        result
     }
 }
 
@@ -410,7 +410,7 @@ pub fn approx_eq(a: f64, b: f64, tol: f64) -> bool {
     diff <= tol || diff <= tol * a.abs()
 }
 
-/// A number as a check shows it: 6 significant digits, so verdicts are stable across machines.
+/// A number as a check shows it: 6 significant digits, so results are stable across machines.
 pub fn fmt_num(x: f64) -> String {
     if x.is_nan() || x.is_infinite() {
         return format!("{x}");

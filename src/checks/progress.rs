@@ -1,18 +1,18 @@
 //! Where a student stands in a lab: each exercise's latest check result in this kernel.
 //!
-//! Every [`Verdict`] a check returns is recorded here (the last one per exercise wins), for as
+//! Every [`CheckResult`] a check returns is recorded here (the last one per exercise wins), for as
 //! long as the process lives — in a notebook, until the kernel restarts (in the process's
 //! environment, see `RESULTS_VAR`). A lab's last cell calls
 //! its `progress()` (`checks::lab1::progress()`), which lists the lab's exercises with how each
 //! came out, the ones whose check has not run yet included.
 //!
-//! The table deliberately does not use the verdicts' markers (`✅ passed` …), so a notebook
+//! The table deliberately does not use the results' markers (`✅ passed` …), so a notebook
 //! runner counting check results does not count it.
 
 use std::fmt;
 use std::sync::Mutex;
 
-use super::{Status, Verdict};
+use super::{CheckResult, Status};
 
 /// Where the results live: an environment variable of the process, one `<P|F|N>\t<title>`
 /// line per exercise. Not a `static`: evcxr links the library into every cell it compiles, each
@@ -49,14 +49,14 @@ fn recorded() -> Vec<(String, Status)> {
         .collect()
 }
 
-/// Remembers `verdict`'s outcome (called by every check).
-pub(crate) fn record(verdict: &Verdict) {
+/// Remembers `result`'s outcome (called by every check).
+pub(crate) fn record(result: &CheckResult) {
     let _lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut seen = recorded();
-    let title = verdict.exercise.replace(['\n', '\t'], " ");
+    let title = result.exercise.replace(['\n', '\t'], " ");
     match seen.iter_mut().find(|(t, _)| *t == title) {
-        Some(entry) => entry.1 = verdict.status,
-        None => seen.push((title, verdict.status)),
+        Some(entry) => entry.1 = result.status,
+        None => seen.push((title, result.status)),
     }
     let text: Vec<String> = seen
         .iter()
@@ -221,7 +221,7 @@ mod tests {
             Progress::of("Lab 9", &["9.1"]).rows[0].title.as_deref(),
             Some("Exercise 9.1 — one")
         );
-        // No verdict marker in the table: a notebook runner counting checks must not count it.
+        // No result marker in the table: a notebook runner counting checks must not count it.
         for status in [Status::Passed, Status::Failed, Status::NotDone] {
             assert!(!text.contains(status.marker()), "{text}");
         }

@@ -21,7 +21,7 @@ pub type TracedLogps = Tensor<(usize,), f32, Dev, OwnedTape<f32, Dev>>;
 /// 2. build a scalar loss from them with dfdx ops, call `loss.backward()`;
 /// 3. [`Policy::step`] — AdamW (with gradient clipping) applies those gradients.
 ///
-/// [`Policy::logprobs_no_grad`] scores without a tape (for the mismatched KL pairs).
+/// [`Policy::logprobs_no_grad`] scores without a tape: no gradient flows back through it.
 #[derive(Debug, Clone)]
 pub struct Policy {
     model: ClassroomModel,

@@ -11,11 +11,12 @@ use std::ops::Range;
 use super::optim::add_grads;
 use super::step::{backward, Outcome, Part, Step};
 use super::TrainError;
-use crate::device::{both, Shareable};
+use crate::device::{both, on_host, Shareable};
 use crate::model::{fused, tape_from, LanguageModel};
 
-/// [`backward`] with the rows split over two threads. `grads` are two zeroed stores: the
-/// outcome's holds the batch's gradient; the other comes back to be used again.
+/// [`backward`] with the rows split over two threads (on the CPU, with two rows or more; else
+/// [`backward`] itself). `grads` are two zeroed stores: the outcome's holds the batch's
+/// gradient; the other comes back to be used again.
 pub fn backward_split<D, M, S>(
     model: &M,
     step: &S,
@@ -27,7 +28,7 @@ where
     S: Step<D, M> + Shareable,
 {
     let rows = step.rows();
-    if rows < 2 {
+    if rows < 2 || !on_host::<D>() {
         return Ok((
             fused::with_serial_gemm(|| backward(model, step, first))?,
             second,

@@ -30,7 +30,8 @@ pub struct Part<D: Device<f32>> {
     /// One number per row (its log-prob), from which [`Step::metrics`] computes the metrics of
     /// the whole batch when it was split.
     pub values: Vec<f32>,
-    /// The metrics of these rows alone: the step's metrics when the part is the whole batch.
+    /// The metrics of these rows (KTO: at the whole batch's z0): the step's metrics when the
+    /// part is the whole batch.
     pub metrics: Metrics,
 }
 

@@ -1,6 +1,6 @@
 //! Counting the check results a notebook shows.
 //!
-//! A check cell's verdict (`kto_lab::checks::Verdict`) carries exactly one of three markers on its
+//! A check cell's result (`kto_lab::checks::CheckResult`) carries exactly one of three markers on its
 //! first line; these constants are the same strings as `kto_lab::checks::Status::marker` (a test
 //! keeps them in step without making this crate depend on the library).
 
