@@ -34,7 +34,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::losses::KtoConfig;
-use crate::model::{Model, TokenBatch, MAX_SEQ, VOCAB};
+use crate::model::{LanguageModel, Model, TokenBatch, MAX_SEQ, VOCAB};
 use crate::train::{
     no_probe, train_kto, train_sft, AdamWConfig, Example, MetricsLog, Session, TrainConfig,
     TrainError,

@@ -3,7 +3,7 @@
 
 use dfdx::prelude::*;
 use kto_lab::model::config::tiny::{self, TinyModel};
-use kto_lab::model::{tape_from, Model, ModelError, SampleConfig, TokenBatch};
+use kto_lab::model::{tape_from, LanguageModel, Model, ModelError, SampleConfig, TokenBatch};
 use kto_lab::tokenizer::{Tokenizer, TokenizerError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

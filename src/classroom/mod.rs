@@ -36,7 +36,7 @@ use dfdx::prelude::*;
 use serde::Serialize;
 
 use crate::device::Dev;
-use crate::model::{Gpt, ModelError, TokenBatch, VOCAB};
+use crate::model::{Gpt, LanguageModel, ModelError, TokenBatch, VOCAB};
 use crate::pipeline::Codec;
 use crate::tokenizer::Tokenizer;
 use crate::world;

@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 
 use super::ClassroomModel;
 use crate::losses::{self, Dev, KtoConfig, KtoMetrics};
-use crate::model::{tape_from, ModelError, TokenBatch};
+use crate::model::{tape_from, LanguageModel, ModelError, TokenBatch};
 use crate::train::{data::mismatched, AdamW, AdamWConfig, Example, StepInfo, TrainError};
 
 /// Log-probs that carry the policy's gradient tape, `(B,)`: call `.backward()` on a loss made

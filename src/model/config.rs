@@ -49,6 +49,24 @@ pub const D_FF: usize = 4 * D_MODEL;
 /// Number of trainable parameters of the default model (see the table above).
 pub const DEFAULT_PARAMS: usize = 470_528;
 
+/// A model's compile-time sizes as plain numbers ([`Gpt::SIZES`]), for what reads them at run
+/// time: the export's `config.json`, reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Vocabulary size (`V`).
+    pub vocab: usize,
+    /// Residual-stream width (`M`).
+    pub width: usize,
+    /// Attention heads (`H`).
+    pub heads: usize,
+    /// MLP hidden width (`F`).
+    pub mlp: usize,
+    /// Blocks (`L`).
+    pub layers: usize,
+    /// Context length (`S`).
+    pub context: usize,
+}
+
 /// The default lab-3 model on the default device.
 pub type Model<D = Dev> = Gpt<VOCAB, D_MODEL, N_HEADS, D_FF, N_LAYERS, MAX_SEQ, f32, D>;
 

@@ -40,6 +40,8 @@ use dfdx::nn::modules::{LayerNorm1D, Linear};
 use dfdx::prelude::*;
 use serde_json::{json, Value};
 
+use super::block::Block;
+use super::config::Sizes;
 use super::error::ModelError;
 use super::gpt::Gpt;
 use crate::tokenizer::{Tokenizer, EOS_TOKEN, MIN_VOCAB};
@@ -145,102 +147,69 @@ fn layer_norm<const M: usize, D: Device<f32>>(
     ]
 }
 
-/// What the export reads from a model, for any size of it (one list of compile-time sizes).
-impl<
-        const V: usize,
-        const M: usize,
-        const H: usize,
-        const F: usize,
-        const L: usize,
-        const S: usize,
-        D: Device<f32>,
-    > Gpt<V, M, H, F, L, S, f32, D>
-{
-    /// All weights under transformers' `GPT2LMHeadModel` names (`transformer.` prefix).
-    fn hf_tensors(&self) -> Vec<HostTensor> {
-        let mut out = vec![
-            HostTensor::new(
-                "transformer.wte.weight".into(),
-                vec![V, M],
-                self.wte.weight.as_vec(),
-            ),
-            HostTensor::new(
-                "transformer.wpe.weight".into(),
-                vec![S, M],
-                self.wpe.weight.as_vec(),
-            ),
-        ];
-        for (i, block) in self.h.modules.iter().enumerate() {
-            let p = format!("transformer.h.{i}");
-            let attn = &block.attn;
-            out.extend(layer_norm(&format!("{p}.ln_1"), &block.ln_1));
-            out.extend(c_attn(
-                &format!("{p}.attn.c_attn"),
-                [&attn.q, &attn.k, &attn.v],
-            ));
-            out.extend(conv1d(&format!("{p}.attn.c_proj"), &attn.c_proj));
-            out.extend(layer_norm(&format!("{p}.ln_2"), &block.ln_2));
-            out.extend(conv1d(&format!("{p}.mlp.c_fc"), &block.mlp.c_fc));
-            out.extend(conv1d(&format!("{p}.mlp.c_proj"), &block.mlp.c_proj));
-        }
-        out.extend(layer_norm("transformer.ln_f", &self.ln_f));
-        out
-    }
+/// One block's weights under transformers' names (`{prefix}.ln_1.weight`, …).
+fn block_tensors<const M: usize, const H: usize, const F: usize, D: Device<f32>>(
+    prefix: &str,
+    block: &Block<M, H, F, f32, D>,
+) -> Vec<HostTensor> {
+    let attn = &block.attn;
+    let mut out = Vec::new();
+    out.extend(layer_norm(&format!("{prefix}.ln_1"), &block.ln_1));
+    out.extend(c_attn(
+        &format!("{prefix}.attn.c_attn"),
+        [&attn.q, &attn.k, &attn.v],
+    ));
+    out.extend(conv1d(&format!("{prefix}.attn.c_proj"), &attn.c_proj));
+    out.extend(layer_norm(&format!("{prefix}.ln_2"), &block.ln_2));
+    out.extend(conv1d(&format!("{prefix}.mlp.c_fc"), &block.mlp.c_fc));
+    out.extend(conv1d(&format!("{prefix}.mlp.c_proj"), &block.mlp.c_proj));
+    out
+}
 
-    /// The one LayerNorm epsilon of the model. GPT-2's config has a single
-    /// `layer_norm_epsilon`, so a model whose LayerNorms disagree cannot be exported
-    /// faithfully: that is an error, not a silent pick.
-    fn layer_norm_epsilon(&self) -> Result<f64, ModelError> {
-        let eps = self.ln_f.epsilon;
-        let all = self
-            .h
-            .modules
-            .iter()
-            .flat_map(|b| [b.ln_1.epsilon, b.ln_2.epsilon]);
-        for other in all {
-            if other != eps {
-                return Err(ModelError::BadParameter {
-                    name: "layer_norm epsilon",
-                    value: format!("{other} (ln_f has {eps})"),
-                    expected:
-                        "the same in every LayerNorm (GPT-2's config has one layer_norm_epsilon)",
-                });
-            }
-        }
-        Ok(eps)
+/// The one LayerNorm epsilon of the model (`ln_f`'s, which `others` must all equal). GPT-2's
+/// config has a single `layer_norm_epsilon`, so a model whose LayerNorms disagree cannot be
+/// exported faithfully: that is an error, not a silent pick.
+fn layer_norm_epsilon(eps: f64, others: impl IntoIterator<Item = f64>) -> Result<f64, ModelError> {
+    match others.into_iter().find(|&other| other != eps) {
+        Some(other) => Err(ModelError::BadParameter {
+            name: "layer_norm epsilon",
+            value: format!("{other} (ln_f has {eps})"),
+            expected: "the same in every LayerNorm (GPT-2's config has one layer_norm_epsilon)",
+        }),
+        None => Ok(eps),
     }
+}
 
-    /// The `config.json` of a `GPT2LMHeadModel` with our sizes. Dropout is 0 everywhere: our
-    /// model has none, and a student continuing training can turn it on in the config.
-    fn hf_config(&self, eos_id: u32, layer_norm_epsilon: f64) -> Value {
-        json!({
-            "model_type": "gpt2",
-            "architectures": ["GPT2LMHeadModel"],
-            "vocab_size": V,
-            "n_positions": S,
-            "n_embd": M,
-            "n_layer": L,
-            "n_head": H,
-            "n_inner": F,
-            "activation_function": HF_ACTIVATION,
-            "layer_norm_epsilon": layer_norm_epsilon,
-            "resid_pdrop": 0.0,
-            "embd_pdrop": 0.0,
-            "attn_pdrop": 0.0,
-            "summary_first_dropout": 0.0,
-            // GPT-2's init std (`init::INIT_STD`, written as f64: the f32 would print 0.01999…).
-            "initializer_range": 0.02,
-            "scale_attn_weights": true,
-            "scale_attn_by_inverse_layer_idx": false,
-            "reorder_and_upcast_attn": false,
-            "tie_word_embeddings": true,
-            "use_cache": true,
-            "bos_token_id": eos_id,
-            "eos_token_id": eos_id,
-            "pad_token_id": eos_id,
-            "torch_dtype": "float32",
-        })
-    }
+/// The `config.json` of a `GPT2LMHeadModel` with our sizes. Dropout is 0 everywhere: our
+/// model has none, and a student continuing training can turn it on in the config.
+fn hf_config(sizes: Sizes, eos_id: u32, layer_norm_epsilon: f64) -> Value {
+    json!({
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": sizes.vocab,
+        "n_positions": sizes.context,
+        "n_embd": sizes.width,
+        "n_layer": sizes.layers,
+        "n_head": sizes.heads,
+        "n_inner": sizes.mlp,
+        "activation_function": HF_ACTIVATION,
+        "layer_norm_epsilon": layer_norm_epsilon,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+        "summary_first_dropout": 0.0,
+        // GPT-2's init std (`init::INIT_STD`, written as f64: the f32 would print 0.01999…).
+        "initializer_range": 0.02,
+        "scale_attn_weights": true,
+        "scale_attn_by_inverse_layer_idx": false,
+        "reorder_and_upcast_attn": false,
+        "tie_word_embeddings": true,
+        "use_cache": true,
+        "bos_token_id": eos_id,
+        "eos_token_id": eos_id,
+        "pad_token_id": eos_id,
+        "torch_dtype": "float32",
+    })
 }
 
 /// `tokenizer_config.json`: a GPT-2 fast tokenizer around `tokenizer.json`, with
@@ -361,7 +330,10 @@ pub fn export_hf<
             max: V,
         });
     }
-    let eps = model.layer_norm_epsilon()?;
+    let eps = layer_norm_epsilon(
+        model.ln_f.epsilon,
+        (model.h.modules.iter()).flat_map(|b| [b.ln_1.epsilon, b.ln_2.epsilon]),
+    )?;
     let paths: Vec<PathBuf> = EXPORT_FILES.iter().map(|f| dir.join(f)).collect();
     // Refuse before writing anything, so a refused export leaves `dir` as it was.
     if let Some(existing) = paths.iter().find(|p| p.exists()) {
@@ -371,9 +343,30 @@ pub fn export_hf<
     }
 
     // Build every file in memory first: a failure here also leaves `dir` untouched.
+    // All weights under transformers' `GPT2LMHeadModel` names (`transformer.` prefix).
+    let mut tensors = vec![
+        HostTensor::new(
+            "transformer.wte.weight".into(),
+            vec![V, M],
+            model.wte.weight.as_vec(),
+        ),
+        HostTensor::new(
+            "transformer.wpe.weight".into(),
+            vec![S, M],
+            model.wpe.weight.as_vec(),
+        ),
+    ];
+    for (i, block) in model.h.modules.iter().enumerate() {
+        tensors.extend(block_tensors(&format!("transformer.h.{i}"), block));
+    }
+    tensors.extend(layer_norm("transformer.ln_f", &model.ln_f));
     let contents: [Vec<u8>; 5] = [
-        json_bytes(&model.hf_config(tokenizer.eos_id(), eps)),
-        safetensors_bytes(&model.hf_tensors(), &paths[1])?,
+        json_bytes(&hf_config(
+            Gpt::<V, M, H, F, L, S, f32, D>::SIZES,
+            tokenizer.eos_id(),
+            eps,
+        )),
+        safetensors_bytes(&tensors, &paths[1])?,
         tokenizer.to_json()?.into_bytes(),
         json_bytes(&tokenizer_config(S)),
         json_bytes(&special_tokens_map()),

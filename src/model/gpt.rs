@@ -16,9 +16,11 @@ use dfdx::prelude::*;
 
 use super::attention::causal_mask;
 use super::block::Block;
+use super::config::Sizes;
 use super::error::{device_err, ModelError};
 use super::fused::Weights;
 use super::init::{Init, INIT_STD};
+use super::lm::{Ids, LanguageModel};
 use super::lora::Adapters;
 
 /// Logits for every position: `[batch, seq, V]`, carrying the input's tape.
@@ -66,6 +68,15 @@ impl<
     pub const VOCAB: usize = V;
     /// Context length: the most tokens one forward pass reads.
     pub const MAX_SEQ: usize = S;
+    /// All the sizes, as plain numbers.
+    pub const SIZES: Sizes = Sizes {
+        vocab: V,
+        width: M,
+        heads: H,
+        mlp: F,
+        layers: L,
+        context: S,
+    };
 
     /// A freshly initialized model (GPT-2 init, see [`super::init`]); the same seed always gives
     /// the same weights.
@@ -88,17 +99,14 @@ impl<
     /// empty batch, `seq` > `S`, or an id ≥ `V` (checked on the host before any tensor work).
     pub fn try_forward<T: Tape<f32, D>>(
         &self,
-        ids: Tensor<(usize, usize), usize, D, T>,
+        ids: Ids<D, T>,
     ) -> Result<Logits<V, D, T>, ModelError> {
         let (b, s) = *ids.shape();
         self.check_ids(b, s, &ids.as_vec())?;
         self.forward_checked(ids).map_err(device_err)
     }
 
-    fn forward_checked<T: Tape<f32, D>>(
-        &self,
-        ids: Tensor<(usize, usize), usize, D, T>,
-    ) -> Result<Logits<V, D, T>, D::Err> {
+    fn forward_checked<T: Tape<f32, D>>(&self, ids: Ids<D, T>) -> Result<Logits<V, D, T>, D::Err> {
         let (b, s) = *ids.shape();
         self.head::<0, T>(self.hidden::<0, T>(ids, None)?, None)?
             .try_reshape_like(&(b, s, Const::<V>))
@@ -112,7 +120,7 @@ impl<
     /// and the tape joins the residual stream after them.
     pub(crate) fn hidden<const R: usize, T: Tape<f32, D>>(
         &self,
-        ids: Tensor<(usize, usize), usize, D, T>,
+        ids: Ids<D, T>,
         adapters: Option<Adapters<'_, M, R, D>>,
     ) -> Result<super::Hidden<M, D, T>, D::Err> {
         let mask = causal_mask(ids.device(), ids.shape().1);
@@ -132,10 +140,7 @@ impl<
 
     /// Token plus position embeddings of `ids`: the residual stream `[batch·seq, M]` that
     /// enters the first block.
-    fn embed<T: Tape<f32, D>>(
-        &self,
-        ids: Tensor<(usize, usize), usize, D, T>,
-    ) -> Result<super::Hidden<M, D, T>, D::Err> {
+    fn embed<T: Tape<f32, D>>(&self, ids: Ids<D, T>) -> Result<super::Hidden<M, D, T>, D::Err> {
         let (b, s) = *ids.shape();
         let dev = ids.device().clone();
 
@@ -168,18 +173,18 @@ impl<
         super::fused::matmul_transposed(x, &self.wte.weight, weights)
     }
 
-    /// Checks a batch of ids as [`Gpt::try_forward`] does.
-    pub(crate) fn check_ids(&self, b: usize, s: usize, ids: &[usize]) -> Result<(), ModelError> {
-        if b == 0 || s == 0 {
-            return Err(ModelError::Empty { what: "token ids" });
-        }
-        if s > S {
-            return Err(ModelError::SequenceTooLong { len: s, max: S });
-        }
-        if let Some(&id) = ids.iter().find(|&&id| id >= V) {
-            return Err(ModelError::TokenOutOfRange { id, vocab: V });
-        }
-        Ok(())
+    /// The logits at flat positions of `ids` (row `i / seq`, column `i % seq`): the hidden
+    /// states there, through the LM head. `ids` must have been checked.
+    pub(crate) fn logits_rows<const R: usize, T: Tape<f32, D>>(
+        &self,
+        ids: Ids<D, T>,
+        positions: &[usize],
+        adapters: Option<Adapters<'_, M, R, D>>,
+    ) -> Result<RowLogits<V, D, T>, D::Err> {
+        let at = ids
+            .device()
+            .try_tensor_from_vec(positions.to_vec(), (positions.len(),))?;
+        self.head(self.hidden(ids, adapters)?.try_gather(at)?, adapters)
     }
 
     /// Saves the weights as `.safetensors` (names as in GPT-2: `wte.weight`, `h.0.attn.q.weight`…).
@@ -228,8 +233,46 @@ impl<
     }
 }
 
+/// The two views of a forward pass that the rest of [`LanguageModel`] is written in.
+impl<
+        const V: usize,
+        const M: usize,
+        const H: usize,
+        const F: usize,
+        const L: usize,
+        const S: usize,
+        D: Device<f32>,
+    > LanguageModel<D> for Gpt<V, M, H, F, L, S, f32, D>
+{
+    fn vocab(&self) -> usize {
+        V
+    }
+
+    fn max_seq(&self) -> usize {
+        S
+    }
+
+    fn device(&self) -> D {
+        self.wte.weight.device().clone()
+    }
+
+    fn picked_logprobs<T: Tape<f32, D>>(
+        &self,
+        ids: Ids<D, T>,
+        positions: &[usize],
+        targets: &[usize],
+    ) -> Result<Tensor<(usize,), f32, D, T>, D::Err> {
+        let logits = self.logits_rows::<0, T>(ids, positions, None)?;
+        super::fused::select_logprobs(logits, targets)
+    }
+
+    fn logits_at(&self, ids: Ids<D>, positions: &[usize]) -> Result<Vec<f32>, D::Err> {
+        Ok(self.logits_rows::<0, _>(ids, positions, None)?.as_vec())
+    }
+}
+
 /// A gradient tape that records into `grads` (from `model.alloc_grads()`): pass it to
-/// [`Gpt::sequence_logprobs`] or [`Gpt::token_nll`] to train. (`NoneTape` evaluates instead.)
+/// [`LanguageModel::sequence_logprobs`] or [`LanguageModel::token_nll`] to train. (`NoneTape` evaluates instead.)
 pub fn tape_from<D: Device<f32>>(dev: &D, grads: Gradients<f32, D>) -> OwnedTape<f32, D> {
     // dfdx only hands out tapes through `traced`; trace an empty tensor and keep its tape.
     let (_, tape) = ZerosTensor::<f32>::zeros::<Rank0>(dev)

@@ -14,7 +14,7 @@
 use dfdx::prelude::*;
 
 use super::error::{device_err, ModelError};
-use super::gpt::Gpt;
+use super::lm::{Ids, LanguageModel};
 
 /// How a row was shortened to fit the context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,128 +161,94 @@ impl TokenBatch {
     }
 }
 
-impl<
-        const V: usize,
-        const M: usize,
-        const H: usize,
-        const F: usize,
-        const L: usize,
-        const S: usize,
-        D: Device<f32>,
-    > Gpt<V, M, H, F, L, S, f32, D>
-{
-    /// Per-token log-probs of the completion tokens, `[B, S]`: entry (r, t) is
-    /// log π(targets[r, t] | inputs[r, ..=t]) where the mask is 1, and exactly 0 elsewhere.
-    ///
-    /// `tape`: `NoneTape` to evaluate, [`super::tape_from`]`(dev, grads)` (or
-    /// `OwnedTape::default()`) to train.
-    pub fn token_logprobs<T: Tape<f32, D>>(
-        &self,
-        batch: &TokenBatch,
-        tape: T,
-    ) -> Result<Tensor<(usize, usize), f32, D, T>, ModelError> {
-        batch.validate()?;
-        if let Some(&id) = batch.targets.iter().find(|&&id| id >= V) {
-            return Err(ModelError::TokenOutOfRange { id, vocab: V });
+/// [`LanguageModel::token_logprobs`]: every position's target scored, the mask applied.
+pub(super) fn token_logprobs<D: Device<f32>, M: LanguageModel<D>, T: Tape<f32, D>>(
+    model: &M,
+    batch: &TokenBatch,
+    tape: T,
+) -> Result<Tensor<(usize, usize), f32, D, T>, ModelError> {
+    let ids = checked_ids(model, batch, tape)?;
+    let shape = (batch.rows, batch.seq_len);
+    let positions: Vec<usize> = (0..shape.0 * shape.1).collect();
+    let run = || -> Result<_, D::Err> {
+        let mask = model
+            .device()
+            .try_tensor_from_vec(batch.mask.clone(), shape)?;
+        model
+            .picked_logprobs(ids, &positions, &batch.targets)?
+            .try_reshape_like(&shape)?
+            .try_mul(mask)
+    };
+    run().map_err(device_err)
+}
+
+/// [`LanguageModel::sequence_logprobs`], computed without the `[B, S, V]` logits: only the
+/// hidden states at completion positions (where the mask is not 0, about a third of a lab-3
+/// batch) go through the LM head and the log-softmax, and a `[n] · [n, B]` product with the
+/// mask values sums them per row.
+pub(super) fn sequence_logprobs<D: Device<f32>, M: LanguageModel<D>, T: Tape<f32, D>>(
+    model: &M,
+    batch: &TokenBatch,
+    tape: T,
+) -> Result<Tensor<(usize,), f32, D, T>, ModelError> {
+    let ids = checked_ids(model, batch, tape)?;
+    let (b, s) = (batch.rows, batch.seq_len);
+    let dev = model.device();
+    // Flat positions scored, and their targets.
+    let positions: Vec<usize> = (0..b * s).filter(|&i| batch.mask[i] != 0.0).collect();
+    let n = positions.len();
+    let run = || -> Result<Tensor<(usize,), f32, D, T>, D::Err> {
+        if n == 0 {
+            let (_, tape) = ids.split_tape();
+            return Ok(dev.try_zeros_like(&(b,))?.put_tape(tape));
         }
-        let dev = self.wte.weight.device().clone();
-        let shape = (batch.rows, batch.seq_len);
-        let ids = dev.try_tensor_from_vec(batch.inputs.clone(), shape);
-        let logits = self.try_forward(ids.map_err(device_err)?.put_tape(tape))?;
-        let (targets, mask) = (batch.targets.clone(), batch.mask.clone());
-        let pick = || -> Result<_, D::Err> {
-            let targets = dev.try_tensor_from_vec(targets, shape)?;
-            let mask = dev.try_tensor_from_vec(mask, shape)?;
-            // [B, S, V] → log-softmax over V → the target's entry → [B, S], masked.
-            logits
-                .try_log_softmax::<Axis<2>>()?
-                .try_select(targets)?
-                .try_mul(mask)
-        };
-        pick().map_err(device_err)
-    }
-
-    /// log π(completion | prompt) per row, `(B,)`: the sum of [`Gpt::token_logprobs`] over the
-    /// sequence. This is what the KTO/DPO losses take as `policy_logps`.
-    ///
-    /// Computed without the `[B, S, V]` logits: only the hidden states at completion positions
-    /// (where the mask is not 0, about a third of a lab-3 batch) go through the LM head and the
-    /// log-softmax ([`super::fused::select_logprobs`]), and a `[n] · [n, B]` product with the
-    /// mask values sums them per row.
-    pub fn sequence_logprobs<T: Tape<f32, D>>(
-        &self,
-        batch: &TokenBatch,
-        tape: T,
-    ) -> Result<Tensor<(usize,), f32, D, T>, ModelError> {
-        self.sequence_logprobs_adapted::<0, T>(batch, tape, None)
-    }
-
-    /// [`Gpt::sequence_logprobs`] with LoRA adapters (the model's own weights frozen), or
-    /// without (`None`).
-    pub(crate) fn sequence_logprobs_adapted<const R: usize, T: Tape<f32, D>>(
-        &self,
-        batch: &TokenBatch,
-        tape: T,
-        adapters: Option<super::lora::Adapters<'_, M, R, D>>,
-    ) -> Result<Tensor<(usize,), f32, D, T>, ModelError> {
-        batch.validate()?;
-        if let Some(&id) = batch.targets.iter().find(|&&id| id >= V) {
-            return Err(ModelError::TokenOutOfRange { id, vocab: V });
+        let targets: Vec<usize> = positions.iter().map(|&i| batch.targets[i]).collect();
+        // [n, B]: entry (k, r) is the mask value of position k if it lies in row r.
+        let mut rows = vec![0.0f32; n * b];
+        for (k, &i) in positions.iter().enumerate() {
+            rows[k * b + i / s] = batch.mask[i];
         }
-        let (b, s) = (batch.rows, batch.seq_len);
-        self.check_ids(b, s, &batch.inputs)?;
-        let dev = self.wte.weight.device().clone();
-        // Flat positions scored, and their targets.
-        let positions: Vec<usize> = (0..b * s).filter(|&i| batch.mask[i] != 0.0).collect();
-        let n = positions.len();
-        let run = || -> Result<Tensor<(usize,), f32, D, T>, D::Err> {
-            if n == 0 {
-                return Ok(dev.try_zeros_like(&(b,))?.put_tape(tape));
-            }
-            let targets: Vec<usize> = positions.iter().map(|&i| batch.targets[i]).collect();
-            // [n, B]: entry (k, r) is the mask value of position k if it lies in row r.
-            let mut rows = vec![0.0f32; n * b];
-            for (k, &i) in positions.iter().enumerate() {
-                rows[k * b + i / s] = batch.mask[i];
-            }
-            let rows = dev.try_tensor_from_vec(rows, (n, b))?;
-            let positions = dev.try_tensor_from_vec(positions.clone(), (n,))?;
-            let ids = dev.try_tensor_from_vec(batch.inputs.clone(), (b, s))?;
-            let hidden = self
-                .hidden(ids.put_tape(tape), adapters)?
-                .try_gather(positions)?;
-            super::fused::select_logprobs(self.head(hidden, adapters)?, &targets)?
-                .try_reshape_like(&(1, n))?
-                .try_matmul(rows)?
-                .try_reshape_like(&(b,))
-        };
-        run().map_err(device_err)
-    }
+        let rows = dev.try_tensor_from_vec(rows, (n, b))?;
+        model
+            .picked_logprobs(ids, &positions, &targets)?
+            .try_reshape_like(&(1, n))?
+            .try_matmul(rows)?
+            .try_reshape_like(&(b,))
+    };
+    run().map_err(device_err)
+}
 
-    /// The supervised fine-tuning loss: the mean negative log-likelihood over all completion
-    /// tokens of the batch (a scalar; prompts and padding excluded).
-    pub fn token_nll<T: Tape<f32, D>>(
-        &self,
-        batch: &TokenBatch,
-        tape: T,
-    ) -> Result<Tensor<(), f32, D, T>, ModelError> {
-        self.token_nll_adapted::<0, T>(batch, tape, None)
-    }
+/// [`LanguageModel::token_nll`]: minus the summed log-probs over the number of tokens scored.
+pub(super) fn token_nll<D: Device<f32>, M: LanguageModel<D>, T: Tape<f32, D>>(
+    model: &M,
+    batch: &TokenBatch,
+    tape: T,
+) -> Result<Tensor<(), f32, D, T>, ModelError> {
+    // The mask's sum is the number of tokens actually scored.
+    let count = batch.mask.iter().sum::<f32>().max(1.0);
+    sequence_logprobs(model, batch, tape)?
+        .try_sum::<(), Axis<0>>()
+        .and_then(|total| total.try_mul(-1.0 / count))
+        .map_err(device_err)
+}
 
-    /// [`Gpt::token_nll`] with LoRA adapters, or without (`None`).
-    pub(crate) fn token_nll_adapted<const R: usize, T: Tape<f32, D>>(
-        &self,
-        batch: &TokenBatch,
-        tape: T,
-        adapters: Option<super::lora::Adapters<'_, M, R, D>>,
-    ) -> Result<Tensor<(), f32, D, T>, ModelError> {
-        // The mask's sum is the number of tokens actually scored.
-        let count = batch.mask.iter().sum::<f32>().max(1.0);
-        self.sequence_logprobs_adapted(batch, tape, adapters)?
-            .try_sum::<(), Axis<0>>()
-            .and_then(|total| total.try_mul(-1.0 / count))
-            .map_err(device_err)
+/// The batch's inputs on the device with `tape`, after checking the batch and its ids.
+fn checked_ids<D: Device<f32>, M: LanguageModel<D>, T: Tape<f32, D>>(
+    model: &M,
+    batch: &TokenBatch,
+    tape: T,
+) -> Result<Ids<D, T>, ModelError> {
+    batch.validate()?;
+    let (b, s) = (batch.rows, batch.seq_len);
+    let vocab = model.vocab();
+    if let Some(&id) = batch.targets.iter().find(|&&id| id >= vocab) {
+        return Err(ModelError::TokenOutOfRange { id, vocab });
     }
+    model.check_ids(b, s, &batch.inputs)?;
+    let ids = model
+        .device()
+        .try_tensor_from_vec(batch.inputs.clone(), (b, s));
+    Ok(ids.map_err(device_err)?.put_tape(tape))
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use super::error::{device_err, ModelError};
 use super::fused::{self, Weights};
 use super::gpt::Gpt;
 use super::hidden::Hidden;
-use super::{LanguageModel, SampleConfig, TokenBatch};
+use super::lm::{Ids, LanguageModel};
 
 /// The ranks `kto-lab train --lora R` accepts (each is a separate build of the LoRA model).
 pub const RANKS: [usize; 4] = [4, 8, 16, 32];
@@ -389,45 +389,29 @@ impl<
         D: Device<f32>,
     > LanguageModel<D> for LoraGpt<V, M, H, F, L, S, R, D>
 {
-    fn sequence_logprobs<T: Tape<f32, D>>(
-        &self,
-        batch: &TokenBatch,
-        tape: T,
-    ) -> Result<Tensor<(usize,), f32, D, T>, ModelError> {
-        self.base
-            .sequence_logprobs_adapted(batch, tape, Some(self.view()))
-    }
-
-    fn token_nll<T: Tape<f32, D>>(
-        &self,
-        batch: &TokenBatch,
-        tape: T,
-    ) -> Result<Tensor<(), f32, D, T>, ModelError> {
-        self.base.token_nll_adapted(batch, tape, Some(self.view()))
-    }
-
-    fn generate(
-        &self,
-        prompts: &[Vec<u32>],
-        eos_id: u32,
-        cfg: &SampleConfig,
-    ) -> Result<Vec<Vec<u32>>, ModelError> {
-        self.base
-            .generate_adapted(prompts, eos_id, cfg, Some(self.view()))
+    fn vocab(&self) -> usize {
+        V
     }
 
     fn max_seq(&self) -> usize {
         S
     }
 
-    /// Saves the adapters only (`h.0.q.lora_A`, …): the base model is saved on its own.
-    fn save(&self, path: &std::path::Path) -> Result<(), ModelError> {
-        super::checkpoint::save(self, path)
+    fn picked_logprobs<T: Tape<f32, D>>(
+        &self,
+        ids: Ids<D, T>,
+        positions: &[usize],
+        targets: &[usize],
+    ) -> Result<Tensor<(usize,), f32, D, T>, D::Err> {
+        let logits = self.base.logits_rows(ids, positions, Some(self.view()))?;
+        super::fused::select_logprobs(logits, targets)
     }
 
-    /// Loads adapters saved by [`LanguageModel::save`]; on error they are unchanged.
-    fn load(&mut self, path: &std::path::Path) -> Result<(), ModelError> {
-        super::checkpoint::load(self, path)
+    fn logits_at(&self, ids: Ids<D>, positions: &[usize]) -> Result<Vec<f32>, D::Err> {
+        Ok(self
+            .base
+            .logits_rows(ids, positions, Some(self.view()))?
+            .as_vec())
     }
 
     fn device(&self) -> D {
@@ -439,7 +423,7 @@ impl<
 mod tests {
     use super::*;
     use crate::model::config::tiny::{TinyLora, TinyModel};
-    use crate::model::tape_from;
+    use crate::model::{tape_from, TokenBatch};
 
     fn batch() -> TokenBatch {
         let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..3)

@@ -38,13 +38,13 @@ pub mod lora;
 pub mod mlp;
 pub mod sample;
 
-pub use config::{LoraModel, Model, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
+pub use config::{LoraModel, Model, Sizes, D_FF, D_MODEL, MAX_SEQ, N_HEADS, N_LAYERS, VOCAB};
 pub(crate) use error::device_err;
 pub use error::ModelError;
 pub use export::{export_hf, export_peft};
 pub use gpt::{tape_from, Gpt, Logits};
 pub use hidden::Hidden;
-pub use lm::LanguageModel;
+pub use lm::{Ids, LanguageModel};
 pub use logprobs::{TokenBatch, Truncation};
 pub use lora::{LoraConfig, LoraGpt};
 pub use sample::SampleConfig;

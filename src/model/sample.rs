@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::error::ModelError;
-use super::gpt::Gpt;
+use super::lm::LanguageModel;
 
 /// How to pick tokens, and how many.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -108,117 +108,77 @@ pub fn pick_token(logits: &[f32], cfg: &SampleConfig, rng: &mut impl Rng) -> usi
     argmax(logits) // only reached through rounding at the very end
 }
 
-impl<
-        const V: usize,
-        const M: usize,
-        const H: usize,
-        const F: usize,
-        const L: usize,
-        const S: usize,
-        D: Device<f32>,
-    > Gpt<V, M, H, F, L, S, f32, D>
-{
-    /// Generates a completion for each prompt; returns the new tokens only, without the final
-    /// `eos_id`. An empty prompt starts from `eos_id` (GPT-2's start of text). When a sequence
-    /// outgrows the context, the model sees its last `S` tokens.
-    pub fn generate<P: AsRef<[u32]>>(
-        &self,
-        prompts: &[P],
-        eos_id: u32,
-        cfg: &SampleConfig,
-    ) -> Result<Vec<Vec<u32>>, ModelError> {
-        self.generate_adapted::<0, P>(prompts, eos_id, cfg, None)
-    }
-
-    /// [`Gpt::generate`] with LoRA adapters, or without (`None`).
-    pub(crate) fn generate_adapted<const R: usize, P: AsRef<[u32]>>(
-        &self,
-        prompts: &[P],
-        eos_id: u32,
-        cfg: &SampleConfig,
-        adapters: Option<super::lora::Adapters<'_, M, R, D>>,
-    ) -> Result<Vec<Vec<u32>>, ModelError> {
-        cfg.validate()?;
-        for &id in prompts.iter().flat_map(|p| p.as_ref()).chain([&eos_id]) {
-            if id as usize >= V {
-                return Err(ModelError::TokenOutOfRange {
-                    id: id as usize,
-                    vocab: V,
-                });
-            }
+/// [`LanguageModel::generate`]: all prompts in one padded batch, one token per step.
+pub(super) fn generate<D: Device<f32>, M: LanguageModel<D>, P: AsRef<[u32]>>(
+    model: &M,
+    prompts: &[P],
+    eos_id: u32,
+    cfg: &SampleConfig,
+) -> Result<Vec<Vec<u32>>, ModelError> {
+    cfg.validate()?;
+    let (vocab, context) = (model.vocab(), model.max_seq());
+    for &id in prompts.iter().flat_map(|p| p.as_ref()).chain([&eos_id]) {
+        if id as usize >= vocab {
+            return Err(ModelError::TokenOutOfRange {
+                id: id as usize,
+                vocab,
+            });
         }
-        let mut seqs: Vec<Vec<u32>> = prompts
+    }
+    let mut seqs: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| match p.as_ref() {
+            [] => vec![eos_id],
+            p => p.to_vec(),
+        })
+        .collect();
+    let mut rngs: Vec<ChaCha8Rng> = (0..seqs.len())
+        .map(|i| {
+            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+            rng.set_stream(i as u64);
+            rng
+        })
+        .collect();
+    let mut out = vec![Vec::new(); seqs.len()];
+    let mut done = vec![false; seqs.len()];
+    let dev = model.device();
+
+    for _ in 0..cfg.max_new_tokens {
+        let active: Vec<usize> = (0..seqs.len()).filter(|&i| !done[i]).collect();
+        if active.is_empty() {
+            break;
+        }
+        // The last ≤ `context` tokens of each active row, right-padded to a common length.
+        let contexts: Vec<&[u32]> = active
             .iter()
-            .map(|p| match p.as_ref() {
-                [] => vec![eos_id],
-                p => p.to_vec(),
-            })
+            .map(|&i| &seqs[i][seqs[i].len().saturating_sub(context)..])
             .collect();
-        let mut rngs: Vec<ChaCha8Rng> = (0..seqs.len())
-            .map(|i| {
-                let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-                rng.set_stream(i as u64);
-                rng
-            })
-            .collect();
-        let mut out = vec![Vec::new(); seqs.len()];
-        let mut done = vec![false; seqs.len()];
-        let dev = self.wte.weight.device().clone();
-
-        for _ in 0..cfg.max_new_tokens {
-            let active: Vec<usize> = (0..seqs.len()).filter(|&i| !done[i]).collect();
-            if active.is_empty() {
-                break;
-            }
-            // The last ≤ S tokens of each active row, right-padded to a common length.
-            let contexts: Vec<&[u32]> = active
-                .iter()
-                .map(|&i| &seqs[i][seqs[i].len().saturating_sub(S)..])
-                .collect();
-            let lens: Vec<usize> = contexts.iter().map(|c| c.len()).collect();
-            let s = lens.iter().copied().max().unwrap_or(1);
-            let mut ids = vec![eos_id as usize; active.len() * s];
-            for (j, c) in contexts.iter().enumerate() {
-                for (t, &id) in c.iter().enumerate() {
-                    ids[j * s + t] = id as usize;
-                }
-            }
-            // Only each row's last position needs logits: gather those hidden states, then
-            // run the LM head on them alone.
-            let last: Vec<usize> = (0..active.len()).map(|j| j * s + lens[j] - 1).collect();
-            let logits = (|| {
-                let ids = dev.try_tensor_from_vec(ids, (active.len(), s))?;
-                let last = dev.try_tensor_from_vec(last, (active.len(),))?;
-                self.head(self.hidden(ids, adapters)?.try_gather(last)?, adapters)
-            })()
-            .map_err(super::error::device_err)?
-            .as_vec();
-            for (j, &i) in active.iter().enumerate() {
-                let row = &logits[j * V..(j + 1) * V];
-                let token = pick_token(row, cfg, &mut rngs[i]) as u32;
-                if token == eos_id {
-                    done[i] = true;
-                } else {
-                    out[i].push(token);
-                    seqs[i].push(token);
-                }
+        let lens: Vec<usize> = contexts.iter().map(|c| c.len()).collect();
+        let s = lens.iter().copied().max().unwrap_or(1);
+        let mut ids = vec![eos_id as usize; active.len() * s];
+        for (j, c) in contexts.iter().enumerate() {
+            for (t, &id) in c.iter().enumerate() {
+                ids[j * s + t] = id as usize;
             }
         }
-        Ok(out)
+        // Only each row's last position needs logits.
+        let last: Vec<usize> = (0..active.len()).map(|j| j * s + lens[j] - 1).collect();
+        let logits = dev
+            .try_tensor_from_vec(ids, (active.len(), s))
+            .and_then(|ids| model.logits_at(ids, &last))
+            .map_err(super::error::device_err)?;
+        for (j, &i) in active.iter().enumerate() {
+            let row = &logits[j * vocab..(j + 1) * vocab];
+            let token = pick_token(row, cfg, &mut rngs[i]) as u32;
+            if token == eos_id {
+                done[i] = true;
+            } else {
+                out[i].push(token);
+                seqs[i].push(token);
+            }
+        }
     }
-
-    /// [`Gpt::generate`] for a single prompt.
-    pub fn generate_one(
-        &self,
-        prompt: &[u32],
-        eos_id: u32,
-        cfg: &SampleConfig,
-    ) -> Result<Vec<u32>, ModelError> {
-        Ok(self
-            .generate(&[prompt], eos_id, cfg)?
-            .pop()
-            .unwrap_or_default())
-    }
+    Ok(out)
 }
 
 #[cfg(test)]
