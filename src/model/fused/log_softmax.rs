@@ -64,37 +64,3 @@ pub fn select_logprobs<const V: usize, D: Device<f32>, T: Tape<f32, D>>(
     });
     Ok(y.put_tape(tape))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn select_logprobs_is_log_softmax_then_select_values_and_gradients() {
-        let dev = Cpu::default();
-        let vals: Vec<f32> = (0..4 * 6)
-            .map(|i| ((i * 7) % 11) as f32 * 0.9 - 4.0)
-            .collect();
-        let logits: Tensor<(usize, Const<6>), f32, Cpu> = dev.tensor_from_vec(vals, (4, Const));
-        let targets = vec![0, 5, 2, 2];
-        let ours = select_logprobs(logits.leaky_trace(), &targets).unwrap();
-        let idx = dev.tensor_from_vec(targets.clone(), (4,));
-        let reference = logits.leaky_trace().log_softmax::<Axis<1>>().select(idx);
-        for (a, b) in ours.as_vec().iter().zip(reference.as_vec()) {
-            assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
-        }
-        let untaped = select_logprobs(logits.clone(), &targets).unwrap().as_vec();
-        assert_eq!(untaped.len(), 4);
-        for (a, b) in untaped.iter().zip(reference.as_vec()) {
-            assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
-        }
-        let w = dev.tensor_from_vec(vec![1.0f32, -2.0, 0.5, 3.0], (4,));
-        let g_ours = (ours * w.clone()).sum().backward().get(&logits).as_vec();
-        let g_ref = (reference * w).sum().backward().get(&logits).as_vec();
-        for (a, b) in g_ours.iter().zip(&g_ref) {
-            assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
-        }
-        assert!(select_logprobs(logits.clone(), &targets[..3]).is_err());
-        assert!(select_logprobs(logits, &[0, 1, 2, 6]).is_err());
-    }
-}

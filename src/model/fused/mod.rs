@@ -11,8 +11,8 @@
 //! API) that reads the output's gradient and adds into the inputs' gradients, as dfdx's own ops
 //! do. Those buffers are only reachable on the CPU device, so these functions take the loops on
 //! `Cpu` ([`on_host`](crate::device::on_host)) and run the equivalent chain of dfdx ops on any other device (CUDA): the
-//! model stays device-generic. Each function's unit test checks values and gradients against
-//! the plain dfdx ops.
+//! model stays device-generic. `tests.rs` checks each one's values and gradients against the
+//! plain dfdx ops.
 //!
 //! | file | what it holds |
 //! |---|---|
@@ -23,6 +23,7 @@
 //! | [`log_softmax`](mod@log_softmax) | log-softmax + pick the target token |
 //! | [`simd`](mod@simd) | a branch-free `exp` and a dot product that compile to SIMD code |
 //! | `host` | what they share: host copies of dfdx tensors, registering a backward pass on dfdx's tape, running a loop with AVX2 |
+//! | `tests` | each op against the dfdx ops it replaces: values and gradients |
 
 pub mod attention;
 pub mod gelu;
@@ -40,17 +41,4 @@ pub use norm::layer_norm;
 pub use simd::exp;
 
 #[cfg(test)]
-pub(crate) mod testing {
-    /// `a ≈ b` element by element, to `tol` relative (plus absolute near 0).
-    pub fn close(a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len());
-        for (a, b) in a.iter().zip(b) {
-            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{a} vs {b}");
-        }
-    }
-
-    /// `n` numbers in [−1, 1.1), varied by `k`.
-    pub fn ramp(n: usize, k: usize) -> Vec<f32> {
-        (0..n).map(|i| ((i * k) % 17) as f32 * 0.13 - 1.0).collect()
-    }
-}
+mod tests;
