@@ -1,4 +1,4 @@
-//! Plain-text tables for metrics — what the CLI and the tour print.
+//! Plain-text tables — metrics as the CLI and the tour print them, reports as Markdown.
 
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -19,6 +19,17 @@ fn cell(v: &serde_json::Value) -> String {
         }
         other => other.to_string().trim_matches('"').to_string(),
     }
+}
+
+/// A Markdown table: the header row, the `|---|` row, then one line per row of cells.
+pub fn markdown(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let line = |cells: &[&str]| format!("| {} |\n", cells.join(" | "));
+    let mut s = line(header);
+    s += &line(&vec!["---"; header.len()]).replace(' ', "");
+    for row in rows {
+        s += &line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    s
 }
 
 /// One `name  value` line per field of a serializable struct (nested objects are flattened with
@@ -60,6 +71,15 @@ fn flatten(prefix: &str, v: &serde_json::Value, rows: &mut Vec<(String, String)>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn markdown_tables_have_a_header_a_rule_and_a_line_per_row() {
+        let rows = vec![vec!["KTO".to_string(), "87.5%".to_string()]];
+        assert_eq!(
+            super::markdown(&["method", "rate"], rows),
+            "| method | rate |\n|---|---|\n| KTO | 87.5% |\n"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -99,35 +99,34 @@ fn unknown_subcommand_fails_with_usage() {
     assert!(stderr(&o).contains("unrecognized subcommand"));
 }
 
+/// `kto-lab feedback add FILE --prompt P --completion C` with `more` (the vote, metadata…).
+fn feedback_add(file: &str, prompt: &str, completion: &str, more: &[&str]) -> Output {
+    let args = [
+        "feedback",
+        "add",
+        file,
+        "--prompt",
+        prompt,
+        "--completion",
+        completion,
+    ];
+    kto_lab(&[&args[..], more].concat())
+}
+
 #[test]
 fn feedback_add_stats_export_and_never_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("fb.jsonl");
     let f = file.to_str().unwrap();
-    let o = kto_lab(&[
-        "feedback",
-        "add",
-        f,
-        "--prompt",
-        "What is Python?",
-        "--completion",
-        "A language.",
-        "--up",
-    ]);
+    let o = feedback_add(f, "What is Python?", "A language.", &["--up"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), format!("{f}: thumbs up recorded (at byte 0)\n"));
-    let o = kto_lab(&[
-        "feedback",
-        "add",
+    let o = feedback_add(
         f,
-        "--prompt",
         "What is Python?",
-        "--completion",
         "A snake.",
-        "--down",
-        "--metadata",
-        r#"{"user": "ana"}"#,
-    ]);
+        &["--down", "--metadata", r#"{"user": "ana"}"#],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let lines = std::fs::read_to_string(&file).unwrap();
     assert_eq!(
@@ -176,39 +175,18 @@ fn feedback_add_rejects_bad_input_without_writing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("fb.jsonl");
     let f = file.to_str().unwrap();
-    let o = kto_lab(&[
-        "feedback",
-        "add",
-        f,
-        "--prompt",
-        "p",
-        "--completion",
-        "c",
-        "--up",
-        "--metadata",
-        "[1]",
-    ]);
+    let o = feedback_add(f, "p", "c", &["--up", "--metadata", "[1]"]);
     assert_one_line_error(
         &o,
         "--metadata: must be a JSON object, like '{\"user\": \"ana\"}'",
     );
-    let o = kto_lab(&["feedback", "add", f, "--prompt", "p", "--completion", "c"]);
+    let o = feedback_add(f, "p", "c", &[]);
     assert_eq!(
         o.status.code(),
         Some(2),
         "neither --up nor --down is a usage error"
     );
-    let o = kto_lab(&[
-        "feedback",
-        "add",
-        f,
-        "--prompt",
-        "p",
-        "--completion",
-        "c",
-        "--up",
-        "--down",
-    ]);
+    let o = feedback_add(f, "p", "c", &["--up", "--down"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(!file.exists());
 }
@@ -351,45 +329,30 @@ fn train_rejects_a_lora_rank_this_build_lacks_and_lora_over_seeds() {
 fn train_rejects_a_device_this_build_lacks_and_bad_beta() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lab3");
-    let o = kto_lab(&[
-        "train",
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cuda",
-        "--quiet",
-    ]);
-    assert_one_line_error(
-        &o,
-        "--device cuda: this build runs on cpu (build with --features cuda for cuda)",
-    );
-    let o = kto_lab(&[
-        "train",
-        "--out",
-        out.to_str().unwrap(),
-        "--beta",
-        "0",
-        "--quiet",
-    ]);
-    assert_one_line_error(&o, "`beta` = 0 is invalid: it must be a finite number > 0");
-    let o = kto_lab(&[
-        "train",
-        "--out",
-        out.to_str().unwrap(),
-        "--kto-rounds",
-        "0",
-        "--quiet",
-    ]);
-    assert_one_line_error(&o, "--kto-rounds 0: at least 1 round");
-    let o = kto_lab(&[
-        "train",
-        "--out",
-        out.to_str().unwrap(),
-        "--seeds",
-        "0",
-        "--quiet",
-    ]);
-    assert_one_line_error(&o, "--seeds 0: at least 1 seed");
+    for (flag, value, error) in [
+        (
+            "--device",
+            "cuda",
+            "--device cuda: this build runs on cpu (build with --features cuda for cuda)",
+        ),
+        (
+            "--beta",
+            "0",
+            "`beta` = 0 is invalid: it must be a finite number > 0",
+        ),
+        ("--kto-rounds", "0", "--kto-rounds 0: at least 1 round"),
+        ("--seeds", "0", "--seeds 0: at least 1 seed"),
+    ] {
+        let o = kto_lab(&[
+            "train",
+            "--out",
+            out.to_str().unwrap(),
+            flag,
+            value,
+            "--quiet",
+        ]);
+        assert_one_line_error(&o, error);
+    }
     assert!(
         !out.exists(),
         "nothing is written before the settings are checked"

@@ -15,7 +15,7 @@ use kto_lab::model::{
     export_hf, export_peft, Gpt, LanguageModel, LoraConfig, LoraModel, Model, ModelError,
     TokenBatch,
 };
-use kto_lab::tokenizer::Tokenizer;
+use kto_lab::tokenizer::{Tokenizer, TokenizerError};
 use kto_lab::world;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -335,10 +335,10 @@ fn export_refuses_a_tokenizer_bigger_than_the_embedding() {
     assert!(
         matches!(
             err,
-            ModelError::BadVocabSize {
+            ModelError::Tokenizer(TokenizerError::BadVocabSize {
                 max: tiny::VOCAB,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -441,23 +441,7 @@ fn hf_transformers_scores_the_export_identically() {
     let doc = json!({ "eos_id": tok.eos_id(), "pairs": rows, "texts": texts });
     std::fs::write(&pairs_path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
 
-    let python = std::env::var("KTO_LAB_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_hf_export.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&dir)
-        .arg(&pairs_path)
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}{stderr}");
-    assert!(
-        out.status.success(),
-        "check_hf_export.py failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(stdout.contains("OK"), "no OK summary line:\n{stdout}");
+    run_check("check_hf_export.py", &[dir.as_path(), &pairs_path]);
 }
 
 fn kto_lab(args: &[&str]) -> String {
@@ -570,22 +554,7 @@ fn hf_chat_template_and_trl_take_the_model_as_trained() {
     let expected = root.join("expected.json");
     std::fs::write(&expected, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
 
-    let python = std::env::var("KTO_LAB_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_hf_chat.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .args([&hf, &expected, &train_file])
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}{stderr}");
-    assert!(
-        out.status.success(),
-        "check_hf_chat.py failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(stdout.contains("OK"), "no OK summary line:\n{stdout}");
+    run_check("check_hf_chat.py", &[&hf, &expected, &train_file]);
 }
 
 /// Runs `scripts/SCRIPT` with `args` under `KTO_LAB_PYTHON` (default `python3`); fails the test

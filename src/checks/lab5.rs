@@ -41,6 +41,20 @@ struct Pairs {
     beta: f32,
 }
 
+impl Pairs {
+    /// `f(policy_chosen, policy_rejected, reference_chosen, reference_rejected, β)`: the
+    /// argument order of [`plain::dpo`] and of exercises 5.1 and 5.2.
+    fn apply<R>(&self, f: impl FnOnce(&[f32], &[f32], &[f32], &[f32], f32) -> R) -> R {
+        f(
+            &self.policy_chosen,
+            &self.policy_rejected,
+            &self.reference_chosen,
+            &self.reference_rejected,
+            self.beta,
+        )
+    }
+}
+
 /// Pairs from chosen and rejected log-ratios around a fixed reference.
 fn from_ratios(name: &str, chosen: &[f32], rejected: &[f32], beta: f32) -> Pairs {
     Pairs {
@@ -116,24 +130,8 @@ fn check_dpo_loss(f: &DpoLossFn) -> CheckResult {
     )
     .forbid(&["losses::dpo"]);
     for p in inputs() {
-        let expected = plain::dpo(
-            &p.policy_chosen,
-            &p.policy_rejected,
-            &p.reference_chosen,
-            &p.reference_rejected,
-            p.beta,
-        )
-        .ok()
-        .map(|o| f64::from(o.metrics.loss));
-        let Some(got) = check.call(|| {
-            f(
-                &p.policy_chosen,
-                &p.policy_rejected,
-                &p.reference_chosen,
-                &p.reference_rejected,
-                p.beta,
-            )
-        }) else {
+        let expected = p.apply(plain::dpo).ok().map(|o| f64::from(o.metrics.loss));
+        let Some(got) = check.call(|| p.apply(f)) else {
             continue;
         };
         close_opt(&mut check, p.name, expected, got.map(f64::from), TOL);
@@ -160,25 +158,11 @@ fn check_dpo_grads(f: &DpoGradsFn) -> CheckResult {
     .forbid(&["losses::dpo"]);
     let to64 = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| f64::from(x)).collect() };
     for p in inputs() {
-        let (want_c, want_r) = match plain::dpo(
-            &p.policy_chosen,
-            &p.policy_rejected,
-            &p.reference_chosen,
-            &p.reference_rejected,
-            p.beta,
-        ) {
+        let (want_c, want_r) = match p.apply(plain::dpo) {
             Ok(o) => (o.grad_policy_chosen_logps, o.grad_policy_rejected_logps),
             Err(_) => (Vec::new(), Vec::new()),
         };
-        let Some((got_c, got_r)) = check.call(|| {
-            f(
-                &p.policy_chosen,
-                &p.policy_rejected,
-                &p.reference_chosen,
-                &p.reference_rejected,
-                p.beta,
-            )
-        }) else {
+        let Some((got_c, got_r)) = check.call(|| p.apply(f)) else {
             continue;
         };
         check.close_all(

@@ -240,13 +240,7 @@ impl Record {
     /// Parse one line of a JSONL file; errors name `path:line` and the field.
     pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Record, FeedbackError> {
         crate::checks::grading::reference("feedback::Record::parse_line");
-        let value: Value = serde_json::from_str(text).map_err(|e| FeedbackError::InvalidJson {
-            path: path.to_path_buf(),
-            line,
-            field: None,
-            message: e.to_string(),
-        })?;
-        Record::from_value(&value).map_err(|p| p.at(path, line))
+        Record::from_value(&json_line(text, path, line)?).map_err(|p| p.at(path, line))
     }
 
     pub(crate) fn from_value(value: &Value) -> Result<Record, Problem> {
@@ -325,13 +319,7 @@ impl PairedRecord {
 
     /// Parse one line of a JSONL file; errors name `path:line` and the field.
     pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<PairedRecord, FeedbackError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| FeedbackError::InvalidJson {
-            path: path.to_path_buf(),
-            line,
-            field: None,
-            message: e.to_string(),
-        })?;
-        PairedRecord::from_value(&value).map_err(|p| p.at(path, line))
+        PairedRecord::from_value(&json_line(text, path, line)?).map_err(|p| p.at(path, line))
     }
 
     pub(crate) fn from_value(value: &Value) -> Result<PairedRecord, Problem> {
@@ -511,6 +499,16 @@ fn check_exchange(prompt: &Text, answer: &Text, field: &str) -> Result<(), Probl
             }
         }
     }
+}
+
+/// One line of a JSONL file as JSON; a syntax error names `path:line`.
+fn json_line(text: &str, path: &Path, line: usize) -> Result<Value, FeedbackError> {
+    serde_json::from_str(text).map_err(|e| FeedbackError::InvalidJson {
+        path: path.to_path_buf(),
+        line,
+        field: None,
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -61,21 +61,12 @@ impl<const M: usize, const H: usize, D: Device<f32>> CausalSelfAttention<M, H, f
     }
 
     /// `x`: `[batch·seq, M]`; `mask`: [`causal_mask`] for `seq` (it also tells `seq`).
-    /// Returns `[batch·seq, M]`.
-    /// Works taped (training) and untaped (eval): the tape rides on `x`.
-    pub fn try_forward<T: Tape<f32, D>>(
-        &self,
-        x: Hidden<M, D, T>,
-        mask: &Tensor<(usize, usize), f32, D>,
-    ) -> Result<Hidden<M, D, T>, D::Err> {
-        self.try_forward_adapted::<0, T>(x, mask, None)
-    }
-
-    /// [`Self::try_forward`] with LoRA adapters on q, k, v and the output projection:
-    /// `Some((adapters, Some(α/r)))` adds their corrections, `Some((adapters, None))` has them
-    /// switched off (either way the projections' own weights are frozen), and `None` is plain
-    /// attention.
-    pub fn try_forward_adapted<const R: usize, T: Tape<f32, D>>(
+    /// Returns `[batch·seq, M]`. Works taped (training) and untaped (eval): the tape rides on `x`.
+    ///
+    /// `lora`: `None` is plain attention; `Some((adapters, Some(α/r)))` adds the LoRA
+    /// corrections on q, k, v and the output projection, `Some((adapters, None))` has them
+    /// switched off (either way the projections' own weights are frozen).
+    pub fn try_forward<const R: usize, T: Tape<f32, D>>(
         &self,
         x: Hidden<M, D, T>,
         mask: &Tensor<(usize, usize), f32, D>,

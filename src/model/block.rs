@@ -43,25 +43,18 @@ impl<const M: usize, const H: usize, const F: usize, D: Device<f32>> Block<M, H,
     }
 
     /// `[batch·seq, M]` → `[batch·seq, M]`; `mask` is the causal mask for `seq`.
-    pub fn try_forward<T: Tape<f32, D>>(
-        &self,
-        x: Hidden<M, D, T>,
-        mask: &Tensor<(usize, usize), f32, D>,
-    ) -> Result<Hidden<M, D, T>, D::Err> {
-        self.try_forward_adapted::<0, T>(x, mask, None)
-    }
-
-    /// [`Self::try_forward`] with this block's LoRA adapters: `Some((adapters, Some(α/r)))` adds
-    /// their corrections, `Some((adapters, None))` has them switched off (either way every
-    /// projection of the block is frozen), and `None` is a plain block.
-    pub fn try_forward_adapted<const R: usize, T: Tape<f32, D>>(
+    ///
+    /// `lora`: `None` is a plain block; `Some((adapters, Some(α/r)))` adds this block's LoRA
+    /// corrections, `Some((adapters, None))` has them switched off (either way every projection
+    /// of the block is frozen).
+    pub fn try_forward<const R: usize, T: Tape<f32, D>>(
         &self,
         x: Hidden<M, D, T>,
         mask: &Tensor<(usize, usize), f32, D>,
         lora: Option<(&BlockLora<M, R, f32, D>, Option<f32>)>,
     ) -> Result<Hidden<M, D, T>, D::Err> {
         // The branch starts from a copy of x with an empty tape; `x + branch` merges the tapes.
-        let a = self.attn.try_forward_adapted(
+        let a = self.attn.try_forward(
             super::fused::layer_norm(&self.ln_1, x.with_empty_tape())?,
             mask,
             lora,

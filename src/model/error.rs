@@ -25,16 +25,6 @@ pub enum ModelError {
         /// What went wrong (missing tensor, wrong shape, bad header...).
         message: String,
     },
-    /// A requested vocabulary size the model or the byte-level BPE cannot use.
-    #[error("vocab size {got} is invalid: it must be in {min}..={max}")]
-    BadVocabSize {
-        /// The size asked for.
-        got: usize,
-        /// The smallest usable size (256 bytes + the end-of-text token).
-        min: usize,
-        /// The largest: the model's compile-time VOCAB.
-        max: usize,
-    },
     /// A token id the model has no embedding for.
     #[error("token id {id} is out of range: the model's vocabulary has {vocab} entries")]
     TokenOutOfRange {

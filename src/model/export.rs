@@ -44,7 +44,7 @@ use super::block::Block;
 use super::config::Sizes;
 use super::error::ModelError;
 use super::gpt::Gpt;
-use crate::tokenizer::{Tokenizer, EOS_TOKEN, MIN_VOCAB};
+use crate::tokenizer::{Tokenizer, TokenizerError, EOS_TOKEN, MIN_VOCAB};
 use crate::world;
 
 /// `config.json`: the model's architecture for `transformers`.
@@ -273,6 +273,35 @@ fn json_bytes(value: &Value) -> Vec<u8> {
     text.into_bytes()
 }
 
+/// `dir/name` for each name, or [`ModelError::WouldOverwrite`] naming the first that exists:
+/// an export refuses before writing anything, so a refused export leaves `dir` as it was.
+fn new_paths(dir: &Path, names: &[&str]) -> Result<Vec<PathBuf>, ModelError> {
+    let paths: Vec<PathBuf> = names.iter().map(|f| dir.join(f)).collect();
+    match paths.iter().find(|p| p.exists()) {
+        Some(existing) => Err(ModelError::WouldOverwrite {
+            path: existing.clone(),
+        }),
+        None => Ok(paths),
+    }
+}
+
+/// Creates `dir` and writes each of `contents` to its path (built in memory first, so that a
+/// failure while building them also left `dir` untouched); returns the paths.
+fn write_all_new(
+    dir: &Path,
+    paths: Vec<PathBuf>,
+    contents: &[Vec<u8>],
+) -> Result<Vec<PathBuf>, ModelError> {
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (path, bytes) in paths.iter().zip(contents) {
+        write_new(path, bytes)?;
+    }
+    Ok(paths)
+}
+
 /// Writes `bytes` to a *new* file: an existing one is never replaced, even if it appeared
 /// after the up-front check (`create_new` makes the check and the creation one step).
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
@@ -308,7 +337,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
 /// `dir` is created if missing. Nothing is ever overwritten: if any of the files already
 /// exists in `dir`, this fails with [`ModelError::WouldOverwrite`] naming it, before writing
 /// anything. Other errors: a tokenizer with more tokens than the model has embeddings
-/// ([`ModelError::BadVocabSize`]), LayerNorms with different epsilons
+/// ([`ModelError::Tokenizer`] with [`TokenizerError::BadVocabSize`]), LayerNorms with different epsilons
 /// ([`ModelError::BadParameter`]), and I/O failures ([`ModelError::Io`], naming the path).
 pub fn export_hf<
     const V: usize,
@@ -324,23 +353,18 @@ pub fn export_hf<
     dir: &Path,
 ) -> Result<Vec<PathBuf>, ModelError> {
     if tokenizer.vocab_size() > V {
-        return Err(ModelError::BadVocabSize {
+        return Err(TokenizerError::BadVocabSize {
             got: tokenizer.vocab_size(),
             min: MIN_VOCAB,
             max: V,
-        });
+        }
+        .into());
     }
     let eps = layer_norm_epsilon(
         model.ln_f.epsilon,
         (model.h.modules.iter()).flat_map(|b| [b.ln_1.epsilon, b.ln_2.epsilon]),
     )?;
-    let paths: Vec<PathBuf> = EXPORT_FILES.iter().map(|f| dir.join(f)).collect();
-    // Refuse before writing anything, so a refused export leaves `dir` as it was.
-    if let Some(existing) = paths.iter().find(|p| p.exists()) {
-        return Err(ModelError::WouldOverwrite {
-            path: existing.clone(),
-        });
-    }
+    let paths = new_paths(dir, &EXPORT_FILES)?;
 
     // Build every file in memory first: a failure here also leaves `dir` untouched.
     // All weights under transformers' `GPT2LMHeadModel` names (`transformer.` prefix).
@@ -372,14 +396,7 @@ pub fn export_hf<
         json_bytes(&special_tokens_map()),
     ];
 
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    for (path, bytes) in paths.iter().zip(&contents) {
-        write_new(path, bytes)?;
-    }
-    Ok(paths)
+    write_all_new(dir, paths, &contents)
 }
 
 /// `adapter_config.json`: the LoRA settings for PEFT.
@@ -464,15 +481,7 @@ pub fn export_peft<
             expected: "switched on to be exported",
         });
     }
-    let paths: Vec<PathBuf> = [PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE]
-        .iter()
-        .map(|f| dir.join(f))
-        .collect();
-    if let Some(existing) = paths.iter().find(|p| p.exists()) {
-        return Err(ModelError::WouldOverwrite {
-            path: existing.clone(),
-        });
-    }
+    let paths = new_paths(dir, &[PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE])?;
     let tensors: Vec<HostTensor> = model
         .adapters
         .modules
@@ -484,14 +493,7 @@ pub fn export_peft<
         json_bytes(&peft_config(R, model.config.alpha)),
         safetensors_bytes(&tensors, &paths[1])?,
     ];
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    for (path, bytes) in paths.iter().zip(&contents) {
-        write_new(path, bytes)?;
-    }
-    Ok(paths)
+    write_all_new(dir, paths, &contents)
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ impl<
         };
         for (i, block) in self.h.modules.iter().enumerate() {
             let lora = adapters.map(|a| (&a.blocks[i], a.scale));
-            x = block.try_forward_adapted(x, &mask, lora)?;
+            x = block.try_forward(x, &mask, lora)?;
         }
         super::fused::layer_norm(&self.ln_f, x)
     }

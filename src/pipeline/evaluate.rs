@@ -88,6 +88,13 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// The desirable rate as a table cell: `87.5%`, or `—` when nothing was judged.
+    pub fn desirable_percent(&self) -> String {
+        self.judged
+            .desirable_rate
+            .map_or("—".to_string(), |x| format!("{:.1}%", 100.0 * x))
+    }
+
     /// The evaluation of the union of two disjoint sample sets.
     pub fn combine(&self, other: &Evaluation) -> Evaluation {
         let a = &self.judged;

@@ -7,7 +7,6 @@
 use dfdx::nn::NumParams;
 use dfdx::prelude::Device;
 use serde::Serialize;
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use super::data::RunData;
@@ -65,32 +64,32 @@ pub struct LoraReport {
 impl LoraReport {
     /// The table as Markdown.
     pub fn markdown(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "| run | trained numbers | grads + AdamW state | lr | ms / step | desirable rate: training prompts | held-out prompts | KL to reference |"
-        );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-        for r in &self.rows {
-            let pct = |e: &Evaluation| {
-                e.judged
-                    .desirable_rate
-                    .map_or("—".to_string(), |x| format!("{:.1}%", 100.0 * x))
-            };
-            let _ = writeln!(
-                s,
-                "| {} | {} | {:.1} KiB | {:.0e} | {:.0} | {} | {} | {:.3} |",
-                r.method,
-                r.trained_params,
-                r.state_bytes as f64 / 1024.0,
-                r.lr,
-                r.ms_per_step,
-                pct(&r.train_prompts),
-                pct(&r.held_out),
-                r.train_prompts.combine(&r.held_out).kl_to_reference
-            );
-        }
-        s
+        let header = [
+            "run",
+            "trained numbers",
+            "grads + AdamW state",
+            "lr",
+            "ms / step",
+            "desirable rate: training prompts",
+            "held-out prompts",
+            "KL to reference",
+        ];
+        let rows = self.rows.iter().map(|r| {
+            vec![
+                r.method.clone(),
+                r.trained_params.to_string(),
+                format!("{:.1} KiB", r.state_bytes as f64 / 1024.0),
+                format!("{:.0e}", r.lr),
+                format!("{:.0}", r.ms_per_step),
+                r.train_prompts.desirable_percent(),
+                r.held_out.desirable_percent(),
+                format!(
+                    "{:.3}",
+                    r.train_prompts.combine(&r.held_out).kl_to_reference
+                ),
+            ]
+        });
+        crate::table::markdown(&header, rows)
     }
 }
 

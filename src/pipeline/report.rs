@@ -1,7 +1,7 @@
 //! The loop's before/after table.
 
 use serde::Serialize;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use super::data::RunData;
 use super::{Evaluation, LoopError};
@@ -140,34 +140,28 @@ impl LoopReport {
 
     /// The table as Markdown (for `report.md` and the terminal).
     pub fn markdown(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "| method | trained on | λD, λU | desirable rate: all prompts | training prompts | held-out prompts | KL to reference |"
-        );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
-        for r in &self.rows {
-            let pct = |e: &Evaluation| {
-                e.judged
-                    .desirable_rate
-                    .map_or("—".to_string(), |x| format!("{:.1}%", 100.0 * x))
-            };
-            let w = r
-                .weights
-                .map_or("—".to_string(), |(d, u)| format!("{d:.2}, {u:.2}"));
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {:.3} |",
-                r.method,
-                r.data,
-                w,
-                pct(&r.all_prompts),
-                pct(&r.train_prompts),
-                pct(&r.held_out),
-                r.all_prompts.kl_to_reference
-            );
-        }
-        s
+        let header = [
+            "method",
+            "trained on",
+            "λD, λU",
+            "desirable rate: all prompts",
+            "training prompts",
+            "held-out prompts",
+            "KL to reference",
+        ];
+        let rows = self.rows.iter().map(|r| {
+            vec![
+                r.method.clone(),
+                r.data.to_string(),
+                r.weights
+                    .map_or("—".to_string(), |(d, u)| format!("{d:.2}, {u:.2}")),
+                r.all_prompts.desirable_percent(),
+                r.train_prompts.desirable_percent(),
+                r.held_out.desirable_percent(),
+                format!("{:.3}", r.all_prompts.kl_to_reference),
+            ]
+        });
+        crate::table::markdown(&header, rows)
     }
 }
 

@@ -13,7 +13,7 @@ pub use data::{Batcher, Example, Pair};
 pub use error::TrainError;
 pub use log::{MetricsLog, StepRecord};
 pub use optim::{grad_norm, AdamW, AdamWConfig, LrSchedule, StepInfo};
-pub use step::{DpoStep, KtoStep, Metrics, SftStep, Step};
+pub use step::{DpoStep, KtoStep, Metrics, SftStep, Size, Step};
 pub use trainer::{
     logprobs, no_probe, train_dpo, train_kto, train_sft, Probe, Session, TrainConfig,
 };

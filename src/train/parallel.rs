@@ -27,7 +27,7 @@ where
     M: LanguageModel<D> + Shareable,
     S: Step<D, M> + Shareable,
 {
-    let rows = step.rows();
+    let rows = step.size().rows;
     if rows < 2 || !on_host::<D>() {
         return Ok((
             fused::with_serial_gemm(|| backward(model, step, first))?,

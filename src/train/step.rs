@@ -35,12 +35,19 @@ pub struct Part<D: Device<f32>> {
     pub metrics: Metrics,
 }
 
+/// How much a step holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    /// Rows in the batch (sequences, examples or pairs).
+    pub rows: usize,
+    /// Completion tokens the step scores (for tokens/s).
+    pub tokens: usize,
+}
+
 /// One optimizer step of a trainer, its batch built.
 pub trait Step<D: Device<f32>, M> {
-    /// Rows in the batch (sequences, examples or pairs).
-    fn rows(&self) -> usize;
-    /// Completion tokens the step scores (for tokens/s).
-    fn tokens(&self) -> usize;
+    /// Its rows and the completion tokens it scores.
+    fn size(&self) -> Size;
     /// The loss of rows `rows` under `model`, on `tape`.
     fn part(
         &self,
@@ -68,7 +75,11 @@ pub fn backward<D: Device<f32>, M: LanguageModel<D>, S: Step<D, M>>(
     step: &S,
     grads: Gradients<f32, D>,
 ) -> Result<Outcome<D>, TrainError> {
-    let whole = step.part(model, 0..step.rows(), tape_from(&model.device(), grads))?;
+    let whole = step.part(
+        model,
+        0..step.size().rows,
+        tape_from(&model.device(), grads),
+    )?;
     Ok(Outcome {
         loss: whole.loss.as_vec()[0],
         metrics: whole.metrics,
@@ -109,7 +120,7 @@ fn vector<D: Device<f32>>(
 pub struct SftStep {
     rows: Vec<Row>,
     pad_id: u32,
-    tokens: usize,
+    size: Size,
 }
 
 impl SftStep {
@@ -119,22 +130,17 @@ impl SftStep {
         rows: Vec<Row>,
         pad_id: u32,
     ) -> Result<Self, TrainError> {
-        let tokens = token_batch(model, &rows, pad_id)?.completion_tokens();
-        Ok(SftStep {
-            rows,
-            pad_id,
-            tokens,
-        })
+        let size = Size {
+            rows: rows.len(),
+            tokens: token_batch(model, &rows, pad_id)?.completion_tokens(),
+        };
+        Ok(SftStep { rows, pad_id, size })
     }
 }
 
 impl<D: Device<f32>, M: LanguageModel<D>> Step<D, M> for SftStep {
-    fn rows(&self) -> usize {
-        self.rows.len()
-    }
-
-    fn tokens(&self) -> usize {
-        self.tokens
+    fn size(&self) -> Size {
+        self.size
     }
 
     /// The rows' mean NLL per token, weighted by their share of the batch's tokens.
@@ -145,7 +151,7 @@ impl<D: Device<f32>, M: LanguageModel<D>> Step<D, M> for SftStep {
         tape: OwnedTape<f32, D>,
     ) -> Result<Part<D>, TrainError> {
         let batch = token_batch(model, &self.rows[rows], self.pad_id)?;
-        let share = batch.completion_tokens() as f32 / self.tokens as f32;
+        let share = batch.completion_tokens() as f32 / self.size.tokens as f32;
         let nll = model.token_nll(&batch, tape)?;
         Ok(Part {
             loss: nll.try_mul(share).map_err(device_err)?,
@@ -180,7 +186,7 @@ pub struct KtoStep<D: Device<f32>> {
     kl_reference: Tensor<(usize,), f32, D>,
     kto: KtoConfig,
     pad_id: u32,
-    tokens: usize,
+    size: Size,
 }
 
 impl<D: Device<f32>> KtoStep<D> {
@@ -197,8 +203,11 @@ impl<D: Device<f32>> KtoStep<D> {
         D: crate::device::Shareable,
     {
         let kl_batch = token_batch(policy, &batch.mismatched, pad_id)?;
-        let tokens = token_batch(policy, &batch.rows, pad_id)?.completion_tokens()
-            + 2 * kl_batch.completion_tokens();
+        let size = Size {
+            rows: batch.rows.len(),
+            tokens: token_batch(policy, &batch.rows, pad_id)?.completion_tokens()
+                + 2 * kl_batch.completion_tokens(),
+        };
         let untaped = |m: &M| {
             crate::model::fused::with_serial_gemm(|| m.sequence_logprobs(&kl_batch, NoneTape))
         };
@@ -210,18 +219,14 @@ impl<D: Device<f32>> KtoStep<D> {
             kl_reference: kl_reference?,
             kto,
             pad_id,
-            tokens,
+            size,
         })
     }
 }
 
 impl<D: Device<f32>, M: LanguageModel<D>> Step<D, M> for KtoStep<D> {
-    fn rows(&self) -> usize {
-        self.batch.rows.len()
-    }
-
-    fn tokens(&self) -> usize {
-        self.tokens
+    fn size(&self) -> Size {
+        self.size
     }
 
     /// The rows' KTO loss at the batch's z0, weighted by their share of the batch.
@@ -298,7 +303,7 @@ pub struct DpoStep {
     pairs: Vec<DpoPair>,
     beta: f32,
     pad_id: u32,
-    tokens: usize,
+    size: Size,
 }
 
 impl DpoStep {
@@ -309,23 +314,22 @@ impl DpoStep {
         beta: f32,
         pad_id: u32,
     ) -> Result<Self, TrainError> {
-        let tokens = token_batch(model, &dpo_rows(&pairs).0, pad_id)?.completion_tokens();
+        let size = Size {
+            rows: pairs.len(),
+            tokens: token_batch(model, &dpo_rows(&pairs).0, pad_id)?.completion_tokens(),
+        };
         Ok(DpoStep {
             pairs,
             beta,
             pad_id,
-            tokens,
+            size,
         })
     }
 }
 
 impl<D: Device<f32>, M: LanguageModel<D>> Step<D, M> for DpoStep {
-    fn rows(&self) -> usize {
-        self.pairs.len()
-    }
-
-    fn tokens(&self) -> usize {
-        self.tokens
+    fn size(&self) -> Size {
+        self.size
     }
 
     /// The pairs' DPO loss, weighted by their share of the batch. The values are their

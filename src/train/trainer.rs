@@ -136,7 +136,7 @@ where
             loss,
             grad_norm: info.grad_norm,
             clipped: info.clipped,
-            tokens_per_s: step.tokens() as f64 / seconds,
+            tokens_per_s: step.size().tokens as f64 / seconds,
             metrics,
         })?;
     }
@@ -165,6 +165,14 @@ pub fn logprobs<D: Device<f32>, M: LanguageModel<D>>(
     Ok(out)
 }
 
+/// [`TrainError::Empty`] naming `what` when there is nothing to train on.
+fn nonempty<T>(data: &[T], what: &'static str) -> Result<(), TrainError> {
+    match data {
+        [] => Err(TrainError::Empty { what }),
+        _ => Ok(()),
+    }
+}
+
 /// Supervised fine-tuning ([`SftStep`]): minimize the NLL of the completions, whatever their
 /// label. `probe` looks at the model after every step ([`no_probe`] for none).
 pub fn train_sft<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
@@ -174,11 +182,7 @@ pub fn train_sft<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     probe: &mut Probe<'_, M>,
 ) -> Result<(), TrainError> {
     let (cfg, pad_id) = (*session.cfg, session.pad_id);
-    if data.is_empty() {
-        return Err(TrainError::Empty {
-            what: "SFT examples",
-        });
-    }
+    nonempty(data, "SFT examples")?;
     let mut batcher = Batcher::new(data.len(), cfg.seed);
     run(model, session, probe, |m| {
         let rows = batcher
@@ -205,11 +209,7 @@ pub fn train_kto<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     probe: &mut Probe<'_, M>,
 ) -> Result<(), TrainError> {
     let (cfg, pad_id) = (*session.cfg, session.pad_id);
-    if data.is_empty() {
-        return Err(TrainError::Empty {
-            what: "KTO examples",
-        });
-    }
+    nonempty(data, "KTO examples")?;
     kto.validate()?;
     if cfg.batch_size < 2 {
         return Err(TrainError::BadConfig {
@@ -253,9 +253,7 @@ pub fn train_dpo<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     probe: &mut Probe<'_, M>,
 ) -> Result<(), TrainError> {
     let (cfg, pad_id) = (*session.cfg, session.pad_id);
-    if data.is_empty() {
-        return Err(TrainError::Empty { what: "DPO pairs" });
-    }
+    nonempty(data, "DPO pairs")?;
     let rows = |p: &Pair| {
         [
             (p.prompt.clone(), p.chosen.clone()),
