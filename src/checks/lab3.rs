@@ -675,6 +675,20 @@ mod tests {
             .sum::<f32>()
             / n as f32;
         let z0 = kl.max(0.0);
+        let reference = dev.tensor_from_vec(batch.reference_logps.clone(), (n,));
+        Ok(finish_step(policy, batch, cfg, (logps - reference) - z0))
+    }
+
+    /// The rest of the step once each example's `(log π − log πref) − z0` is in hand: the sign
+    /// and weight of its class, 1 − σ, the mean, one optimizer step. Returns the loss.
+    fn finish_step(
+        policy: &mut Policy,
+        batch: &KtoBatch,
+        cfg: &KtoConfig,
+        shifted: Tensor<(usize,), f32, Dev, OwnedTape<f32, Dev>>,
+    ) -> f32 {
+        let n = batch.len();
+        let dev = shifted.device().clone();
         let per = |up: f32, down: f32| -> Vec<f32> {
             batch
                 .labels
@@ -684,12 +698,10 @@ mod tests {
         };
         let sign = dev.tensor_from_vec(per(cfg.beta, -cfg.beta), (n,));
         let weight = dev.tensor_from_vec(per(cfg.desirable_weight, cfg.undesirable_weight), (n,));
-        let reference = dev.tensor_from_vec(batch.reference_logps.clone(), (n,));
-        let logits = ((logps - reference) - z0) * sign;
-        let loss = ((logits.sigmoid().negate() + 1.0) * weight).mean();
+        let loss = (((shifted * sign).sigmoid().negate() + 1.0) * weight).mean();
         let value = loss.array();
         policy.step(loss.backward());
-        Ok(value)
+        value
     }
 
     #[test]
@@ -754,20 +766,9 @@ mod tests {
             let dev = logps.device().clone();
             let kl_reference = dev.tensor_from_vec(b.kl_reference_logps.clone(), (n,));
             let z0 = (kl_policy - kl_reference).mean().relu();
-            let per = |up: f32, down: f32| -> Vec<f32> {
-                b.labels
-                    .iter()
-                    .map(|&l| if l { up } else { down })
-                    .collect()
-            };
-            let sign = dev.tensor_from_vec(per(c.beta, -c.beta), (n,));
-            let weight = dev.tensor_from_vec(per(c.desirable_weight, c.undesirable_weight), (n,));
             let reference = dev.tensor_from_vec(b.reference_logps.clone(), (n,));
-            let logits = ((logps - reference) - z0.broadcast_like(&(n,))) * sign;
-            let loss = ((logits.sigmoid().negate() + 1.0) * weight).mean();
-            let value = loss.array();
-            p.step(loss.backward());
-            Ok::<f32, crate::model::ModelError>(value)
+            let shifted = (logps - reference) - z0.broadcast_like(&(n,));
+            Ok::<f32, crate::model::ModelError>(finish_step(p, b, c, shifted))
         };
         let r = kto_step(taped_z0);
         assert_eq!(r.status, Status::Failed, "{r}");

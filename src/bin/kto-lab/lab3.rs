@@ -35,17 +35,7 @@ pub fn run(
 ) -> Result<LoopReport> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("{}: cannot create the output folder: {e}", out.display()))?;
-    for name in APPENDED {
-        match std::fs::remove_file(out.join(name)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                bail!(
-                    "{}: cannot replace the old file: {e}",
-                    out.join(name).display()
-                )
-            }
-            _ => {}
-        }
-    }
+    remove_old(out, &APPENDED)?;
     writeln!(w, "== Lab 3 · KTO on a tiny GPT, from thumbs up/down ==\n")?;
     let dev = kto_lab::device::device();
     let mut log = MetricsLog::to_file(&out.join("metrics.jsonl"), progress)?;
@@ -156,20 +146,13 @@ fn run_lora<const R: usize>(
     for (name, model) in models {
         let dir = out.join(name);
         // Replaced, like every file the run writes; the export itself never overwrites.
-        for file in [
-            kto_lab::model::export::PEFT_CONFIG_FILE,
-            kto_lab::model::export::PEFT_WEIGHTS_FILE,
-        ] {
-            match std::fs::remove_file(dir.join(file)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    bail!(
-                        "{}: cannot replace the old file: {e}",
-                        dir.join(file).display()
-                    )
-                }
-                _ => {}
-            }
-        }
+        remove_old(
+            &dir,
+            &[
+                kto_lab::model::export::PEFT_CONFIG_FILE,
+                kto_lab::model::export::PEFT_WEIGHTS_FILE,
+            ],
+        )?;
         export_peft(model, &dir)?;
     }
     writeln!(
@@ -212,5 +195,19 @@ pub fn run_seeds(
     write("seeds.md", format!("# Lab 3 over {n} seeds\n\n{md}"))?;
     write("seeds.json", serde_json::to_string_pretty(&summary)?)?;
     writeln!(w, "Wrote {}/seeds.md and seeds.json", out.display())?;
+    Ok(())
+}
+
+/// Removes the files `names` in `dir` that a run replaces (missing ones are fine).
+fn remove_old(dir: &Path, names: &[&str]) -> Result<()> {
+    for name in names {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                bail!("{}: cannot replace the old file: {e}", path.display())
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
