@@ -50,7 +50,7 @@ pub const D_FF: usize = 4 * D_MODEL;
 pub const DEFAULT_PARAMS: usize = 470_528;
 
 /// A model's compile-time sizes as plain numbers ([`Gpt::SIZES`]), for what reads them at run
-/// time: the export's `config.json`, reports.
+/// time (the export's `config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizes {
     /// Vocabulary size (`V`).

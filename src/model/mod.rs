@@ -10,6 +10,7 @@
 //! | [`fused`] | CPU fast paths: linear layers, the attention core, LayerNorm, GELU, log-softmax + pick as single host loops with hand-written backward passes; a SIMD-friendly `exp` |
 //! | [`block`] | a pre-LayerNorm transformer block |
 //! | [`gpt`] | embeddings, blocks, tied LM head |
+//! | `lm` | [`LanguageModel`]: the two views of a forward pass each model provides, and what is written once over them |
 //! | [`checkpoint`] | a model's tensors in and out of a `.safetensors` file |
 //! | [`export`] | a Hugging Face GPT-2 checkpoint (`config.json`, `model.safetensors`, tokenizer) |
 //! | [`logprobs`] | padded prompt/completion batches; log π(y\|x) and the SFT loss |

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::{ProbeConfig, Sampling};
 use crate::losses::KtoConfig;
 use crate::train::{self, TrainConfig};
-use crate::world::{self, Template};
+use crate::world::{self, Prompt, Template};
 
 /// The loop's settings. [`LoopConfig::default`] is the main job's: KTO lifts the desirable rate
 /// of the SFT model from about half to 90% or more on a 2-core CPU in about a minute.
@@ -142,6 +142,14 @@ impl Default for LoopConfig {
 }
 
 impl LoopConfig {
+    /// The toy world's prompts of the configured templates, training and held-out.
+    pub fn prompts(&self) -> Vec<&'static Prompt> {
+        world::prompts()
+            .iter()
+            .filter(|p| self.templates.contains(&p.template))
+            .collect()
+    }
+
     /// The small "classroom" configuration the lab 3 notebook runs: one template of the toy
     /// world ([`Template::Color`], 15 prompts), batches of 16, and 8 samples per prompt for
     /// feedback and evaluation.

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::codec::Codec;
 use super::{LoopConfig, LoopError};
+use crate::device::{both, Shareable};
 use crate::model::{LanguageModel, ModelError, SampleConfig};
 use crate::train::logprobs;
 use crate::world::{self, Metrics, Prompt, Split, Verdict};
@@ -177,4 +178,28 @@ pub(super) fn evaluate_split<D: Device<f32>, M: LanguageModel<D>>(
         evaluate(model, reference, codec, &seen, batch)?,
         evaluate(model, reference, codec, &held_out, batch)?,
     ))
+}
+
+/// [`evaluate_split`] of each model, two at a time on two threads (sampling is independent per
+/// model), in order.
+pub(super) fn evaluate_all<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
+    models: &[&M],
+    reference: &M,
+    codec: &Codec,
+    prompts: &[&'static Prompt],
+    cfg: &LoopConfig,
+) -> Result<Vec<(Evaluation, Evaluation)>, LoopError> {
+    let eval = |m: &M| evaluate_split(m, reference, codec, prompts, cfg);
+    let mut evaluations = Vec::with_capacity(models.len());
+    for two in models.chunks(2) {
+        match two {
+            [a, b] => {
+                let (a, b) = both(|| eval(a), || eval(b));
+                evaluations.extend([a?, b?]);
+            }
+            [a] => evaluations.push(eval(a)?),
+            _ => {}
+        }
+    }
+    Ok(evaluations)
 }

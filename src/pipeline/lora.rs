@@ -16,7 +16,6 @@ use super::{Codec, Evaluation, LoopConfig, LoopError, LoopOutcome};
 use crate::device::Shareable;
 use crate::model::{Gpt, LanguageModel, LoraConfig, LoraGpt};
 use crate::train::{self, TrainConfig};
-use crate::world::{self, Prompt};
 
 /// How the adapter runs train, besides the rank (a type parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -128,10 +127,7 @@ where
         tokenizer: &outcome.tokenizer,
     };
     let pad = outcome.tokenizer.eos_id();
-    let prompts: Vec<&'static Prompt> = world::prompts()
-        .iter()
-        .filter(|p| cfg.templates.contains(&p.template))
-        .collect();
+    let prompts = cfg.prompts();
     let data = RunData::of(&codec, &outcome.feedback, cfg)?;
     let (kto_data, weights, pairs) = (&data.kto, &data.kto_weights, &data.pairs);
 

@@ -158,6 +158,42 @@ pub(super) struct KtoRounds<M> {
     pub weights: Vec<KtoConfig>,
 }
 
+/// The preference runs' models, their logs merged.
+pub(super) struct Trained<M> {
+    pub kto: M,
+    pub kto_later: Vec<M>,
+    pub dpo: M,
+    pub kto_imbalanced: M,
+    /// Judged samples of KTO's rounds 2, 3, …
+    pub feedback: Vec<feedback::Stats>,
+    /// Class weights of KTO's rounds 2, 3, …
+    pub weights: Vec<KtoConfig>,
+}
+
+impl<M> Runs<M> {
+    /// Moves each run's log into `log`, in a fixed order (KTO's rounds, DPO, imbalanced KTO),
+    /// and hands over the models.
+    pub(super) fn merge_logs(self, log: &mut MetricsLog) -> Result<Trained<M>, LoopError> {
+        let Runs {
+            kto,
+            dpo,
+            imbalanced,
+        } = self;
+        for own_log in kto.logs.into_iter().chain([dpo.1, imbalanced.1]) {
+            log.extend(own_log)?;
+        }
+        let mut models = kto.models.into_iter();
+        Ok(Trained {
+            kto: models.next().ok_or_else(lost)?,
+            kto_later: models.collect(),
+            dpo: dpo.0,
+            kto_imbalanced: imbalanced.0,
+            feedback: kto.feedback,
+            weights: kto.weights,
+        })
+    }
+}
+
 pub(super) fn lost() -> LoopError {
     LoopError::Other("lost a run".into())
 }

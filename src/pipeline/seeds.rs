@@ -121,24 +121,24 @@ impl SeedSummary {
             self.seeds.len(),
             seeds.join(", ")
         );
-        let _ = writeln!(
-            s,
-            "| method | desirable rate: all prompts | training prompts | held-out prompts | KL to reference |"
-        );
-        let _ = writeln!(s, "|---|---|---|---|---|");
+        let header = [
+            "method",
+            "desirable rate: all prompts",
+            "training prompts",
+            "held-out prompts",
+            "KL to reference",
+        ];
         let pct = |v: &[f64]| cell(v, 100.0, 1, "%");
-        for r in &self.rows {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} |",
-                r.method,
+        let rows = self.rows.iter().map(|r| {
+            vec![
+                r.method.clone(),
                 pct(&r.all_prompts),
                 pct(&r.train_prompts),
                 pct(&r.held_out),
-                cell(&r.kl_to_reference, 1.0, 3, "")
-            );
-        }
-        s
+                cell(&r.kl_to_reference, 1.0, 3, ""),
+            ]
+        });
+        s + &crate::table::markdown(&header, rows)
     }
 }
 
