@@ -6,8 +6,8 @@
 //! | module | what it holds | lab |
 //! |---|---|---|
 //! | [`losses`] | KTO (paper/TRL form and the simplified batch-mean form), APO-zero, DPO, in dfdx and as plain data | 1, 5 |
-//! | [`prospect`] | the Kahneman–Tversky value function and the KTO value/loss curves | 2 |
-//! | [`charts`] | the lab charts, as SVG and PNG, inline in evcxr | 2 |
+//! | [`prospect`] | the Kahneman–Tversky value function, the KTO value/loss curves and their two charts | 2 |
+//! | [`charts`] | the chart toolkit: a chart as plain data, drawn as SVG and PNG, inline in evcxr | 2, 3 |
 //! | [`tokenizer`] | a byte-level BPE tokenizer trained on the lab corpus, saved as `tokenizer.json` | 3 |
 //! | [`model`] | a tiny GPT-2 in dfdx: causal attention, tied head, log π(y\|x), sampling, safetensors | 3 |
 //! | [`feedback`] | binary-feedback records, the JSONL store, unpairing, imbalance advice, the KTO-vs-DPO guide | 4, 5 |

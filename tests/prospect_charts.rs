@@ -1,9 +1,10 @@
 //! Lab 2 end to end: prospect-theory curves → chart descriptions → SVG / PNG files.
 
-use kto_lab::charts::{
-    kto_loss_chart, value_function_chart, write_lab2_charts, ChartError, LineChart, Rgb, Series,
+use kto_lab::charts::{ChartError, LineChart, Rgb, Series};
+use kto_lab::prospect::{
+    kto_loss_chart, value, value_function_chart, write_lab2_charts, ProspectError, ProspectParams,
+    DEFAULT_KTO_BETA,
 };
-use kto_lab::prospect::{value, ProspectParams, DEFAULT_KTO_BETA};
 use serde_json::{json, Value};
 
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
@@ -117,6 +118,16 @@ fn write_lab2_charts_writes_four_non_empty_files() {
 }
 
 #[test]
+fn a_lab2_chart_folder_that_cannot_be_made_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let err = write_lab2_charts(&file.join("lab2")).unwrap_err();
+    assert!(matches!(err, ChartError::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains("a-file"), "{err}");
+}
+
+#[test]
 fn io_errors_name_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("no-such-dir").join("chart.png");
@@ -133,15 +144,15 @@ fn bad_parameters_and_data_are_errors_not_panics() {
     };
     assert!(matches!(
         value_function_chart(&bad),
-        Err(ChartError::Params(_))
+        Err(ProspectError::NotPositive { .. })
     ));
     assert!(matches!(
         kto_loss_chart(0.0, 1.0, 1.0),
-        Err(ChartError::Params(_))
+        Err(ProspectError::NotPositive { .. })
     ));
     assert!(matches!(
         kto_loss_chart(0.1, 1.0, f64::NAN),
-        Err(ChartError::Params(_))
+        Err(ProspectError::NonFinite { .. })
     ));
 
     let nan = LineChart::new("t", "x", "y").with_series(Series::line(

@@ -3,8 +3,9 @@
 //! A [`LineChart`] is just a struct of vectors — lines, shaded areas, reference lines and
 //! annotations — with no drawing code in it. That makes a chart easy to build in a notebook,
 //! easy to inspect (it is `Serialize`, so tests snapshot its numbers, not its pixels) and
-//! easy to reuse: the lab 2 charts ([`value_function_chart`], [`kto_loss_chart`]) are built
-//! this way, and later labs build training curves (loss, KL, rewards) the same way.
+//! easy to reuse: lab 2's charts ([`crate::prospect::value_function_chart`]) and lab 3's
+//! training curves ([`crate::pipeline::loss_curves`]) are built this way, each beside the
+//! numbers it draws; this module knows nothing of either.
 //!
 //! Drawing happens in one place, [`draw`], which is generic over plotters'
 //! `DrawingBackend`: [`LineChart::to_svg`] and [`LineChart::to_png`] run the very same code
@@ -20,12 +21,8 @@
 //! assert!(svg.contains("Training loss"));
 //! ```
 
-mod lab2;
 mod render;
 
-pub use lab2::{
-    kto_loss_chart, kto_loss_d_range, value_function_chart, write_lab2_charts, VALUE_X_RANGE,
-};
 pub use render::{draw, FONT_FAMILY};
 
 use serde::{Serialize, Serializer};
@@ -56,9 +53,6 @@ pub enum ChartError {
     /// The chart description itself is unusable (a NaN point, an empty axis range, ...).
     #[error("invalid chart: {0}")]
     InvalidChart(String),
-    /// The curve parameters were rejected (see [`crate::prospect::ProspectError`]).
-    #[error(transparent)]
-    Params(#[from] crate::prospect::ProspectError),
 }
 
 /// An opaque colour, 8 bits per channel. Serialises as `"#rrggbb"`.

@@ -4,16 +4,16 @@
 use dfdx::prelude::Device;
 use std::path::Path;
 
-use super::data::{store_samples, RunData};
+use super::data::RunData;
 use super::evaluate::evaluate_all;
 use super::runs::{preference_runs, Context, Looker};
-use super::{report, sample_and_judge, Codec, LoopConfig, LoopError, LoopReport, ProbeConfig};
+use super::{report, Codec, LoopConfig, LoopError, LoopReport, ProbeConfig};
 use crate::device::Shareable;
 use crate::feedback::{FeedbackStore, Record};
 use crate::model::{LanguageModel, ModelError};
 use crate::tokenizer::Tokenizer;
 use crate::train::{self, Example, MetricsLog, Session};
-use crate::world::{self, Prompt, Split};
+use crate::world::{self, Split};
 
 /// What the loop produced.
 pub struct LoopOutcome<M> {
@@ -61,46 +61,33 @@ pub fn run_loop<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     let codec = Codec {
         tokenizer: &tokenizer,
     };
-    let pad = tokenizer.eos_id();
     let looker = Looker {
         codec: &codec,
         prompts: &prompts,
         sampling: &cfg.sampling,
         seed: cfg.seed ^ 0x9b0e,
     };
-    let reference = sft(&init, cfg, &codec, &prompts, &looker, log)?;
-
-    // 2. Sample answers to the training prompts, judge them, store the feedback.
-    let samples = sample_and_judge(
-        &reference,
-        &codec,
-        &train_prompts,
-        cfg.feedback_samples,
-        &cfg.sampling,
-        cfg.seed ^ 0xfeed,
-    )?;
-    let records = store_samples(&samples, 1, store.as_ref())?;
-    let data = RunData::of(&codec, &records, cfg)?;
-
-    // 3. The preference runs, each from the SFT model, each against it as reference, on their
-    //    own threads; their logs merged into `log` afterwards in a fixed order.
-    log.note("training KTO, DPO and imbalanced KTO from the SFT model (in parallel)");
     let ctx = Context {
         cfg,
         codec: &codec,
         train_prompts: &train_prompts,
         store: store.as_ref(),
         looker: &looker,
-        pad,
+        pad: tokenizer.eos_id(),
     };
+    let reference = sft(&init, &ctx, log)?;
+
+    // 2. Sample answers to the training prompts, judge them, store the feedback.
+    let records = ctx.collect(&reference, 1)?;
+    let data = RunData::of(&codec, &records, cfg)?;
+
+    // 3. The preference runs, each from the SFT model, each against it as reference, on their
+    //    own threads; their logs merged into `log` afterwards in a fixed order.
+    log.note("training KTO, DPO and imbalanced KTO from the SFT model (in parallel)");
     let runs = preference_runs(&ctx, &reference, &records, &data)?.merge_logs(log)?;
 
-    // 4. Evaluate: fresh samples on every prompt (train and held-out), same seed for all
-    //    models, two models at a time (sampling is independent per model).
-    let mut models: Vec<&M> = vec![&reference, &runs.kto];
-    models.extend(runs.kto_later.iter());
-    models.extend([&runs.dpo, &runs.kto_imbalanced]);
-    let evaluations = evaluate_all(&models, &reference, &codec, &prompts, cfg)?;
+    // 4. Evaluate every model on fresh samples of every prompt (train and held-out).
+    let evaluations = evaluate_all(&runs.models(&reference), &reference, &codec, &prompts, cfg)?;
     let report = report::loop_report(&data, &runs.feedback, &runs.weights, evaluations)?;
     Ok(LoopOutcome {
         tokenizer,
@@ -131,12 +118,10 @@ fn fresh_store(dir: &Path) -> Result<FeedbackStore, LoopError> {
 /// last step: where every curve starts), or loaded from `cfg.sft_checkpoint`.
 fn sft<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     init: &impl Fn(u64) -> M,
-    cfg: &LoopConfig,
-    codec: &Codec,
-    prompts: &[&'static Prompt],
-    looker: &Looker,
+    ctx: &Context,
     log: &mut MetricsLog,
 ) -> Result<M, LoopError> {
+    let (cfg, codec, looker) = (ctx.cfg, ctx.codec, ctx.looker);
     let mut model = init(cfg.seed);
     if let Some(path) = &cfg.sft_checkpoint {
         model.load(path)?;
@@ -144,7 +129,7 @@ fn sft<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     }
     let data = world::sft_corpus(cfg.seed, cfg.good_fraction)
         .into_iter()
-        .filter(|e| prompts.iter().any(|p| p.id == e.prompt_id))
+        .filter(|e| looker.prompts.iter().any(|p| p.id == e.prompt_id))
         .map(|e| codec.example(&e.prompt, &e.completion, e.kind.is_none()))
         .collect::<Result<Vec<Example>, _>>()?;
     let last_only = cfg.probe.map(|p| ProbeConfig { every: 0, ..p });

@@ -15,7 +15,7 @@
 //! | `closed_loop` | [`run_loop`], stage by stage |
 //! | [`codec`](Codec) | text ↔ token ids in the model's prompt format |
 //! | `data` | the judged samples as feedback records, KTO examples and DPO pairs |
-//! | `runs` | the preference runs (KTO's rounds, DPO, imbalanced KTO) on their own threads |
+//! | `runs` | a feedback round (sample → judge → store), the preference runs (KTO's rounds, DPO, imbalanced KTO) on their own threads |
 //! | [`probe`](probe()) | the desirable rate during training, every N steps |
 //! | [`evaluate`](evaluate()) | sample, judge, and score against the reference |
 //! | [`report`](LoopReport) | the before/after table |

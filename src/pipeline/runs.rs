@@ -50,6 +50,29 @@ pub(super) struct Context<'a> {
     pub pad: u32,
 }
 
+impl Context<'_> {
+    /// One feedback round: `model` answers the training prompts, the judge rates each answer,
+    /// and the ratings are appended to the store and returned as records. Round 1 samples the
+    /// SFT model; each round has its own seed.
+    pub fn collect<D: Device<f32>, M: LanguageModel<D>>(
+        &self,
+        model: &M,
+        round: usize,
+    ) -> Result<Vec<Record>, LoopError> {
+        let cfg = self.cfg;
+        let seed = cfg.seed ^ 0xfeed ^ if round > 1 { (round as u64) << 16 } else { 0 };
+        let samples = super::sample_and_judge(
+            model,
+            self.codec,
+            self.train_prompts,
+            cfg.feedback_samples,
+            &cfg.sampling,
+            seed,
+        )?;
+        store_samples(&samples, round, self.store)
+    }
+}
+
 /// The runs' models and logs.
 pub(super) struct Runs<M> {
     pub kto: KtoRounds<M>,
@@ -122,16 +145,7 @@ fn kto_rounds<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     let mut all = records.to_vec();
     for round in 2..=cfg.kto_rounds.max(1) {
         let last = rounds.models.last().ok_or_else(lost)?;
-        let seed = cfg.seed ^ 0xfeed ^ ((round as u64) << 16);
-        let samples = super::sample_and_judge(
-            last,
-            ctx.codec,
-            ctx.train_prompts,
-            cfg.feedback_samples,
-            &cfg.sampling,
-            seed,
-        )?;
-        let new = store_samples(&samples, round, ctx.store)?;
+        let new = ctx.collect(last, round)?;
         rounds.feedback.push(feedback::Stats::of(&new));
         all.extend(new);
         let later = RunData::of(ctx.codec, &all, cfg)?;
@@ -168,6 +182,16 @@ pub(super) struct Trained<M> {
     pub feedback: Vec<feedback::Stats>,
     /// Class weights of KTO's rounds 2, 3, …
     pub weights: Vec<KtoConfig>,
+}
+
+impl<M> Trained<M> {
+    /// Every model to evaluate, `reference` first: KTO's rounds, DPO, imbalanced KTO.
+    pub(super) fn models<'a>(&'a self, reference: &'a M) -> Vec<&'a M> {
+        let mut models = vec![reference, &self.kto];
+        models.extend(self.kto_later.iter());
+        models.extend([&self.dpo, &self.kto_imbalanced]);
+        models
+    }
 }
 
 impl<M> Runs<M> {

@@ -345,7 +345,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Charts { out: dir } => {
-            for path in kto_lab::charts::write_lab2_charts(&dir)? {
+            for path in kto_lab::prospect::write_lab2_charts(&dir)? {
                 writeln!(out, "wrote {}", path.display())?;
             }
             Ok(())

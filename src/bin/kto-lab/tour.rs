@@ -5,7 +5,6 @@ use anyhow::Result;
 use std::io::Write;
 use std::path::Path;
 
-use kto_lab::charts;
 use kto_lab::feedback::{self, FeedbackStore, PairedRecord, Record};
 use kto_lab::losses::{plain, ExampleBatch, KtoConfig};
 use kto_lab::prospect::{self, Label, ProspectParams};
@@ -147,7 +146,7 @@ fn lab2(out: &Path, w: &mut impl Write) -> Result<()> {
         "  The paper's loss is bounded by λ and flattens out; −log σ grows without limit."
     )?;
     let dir = out.join("charts");
-    for path in charts::write_lab2_charts(&dir)? {
+    for path in prospect::write_lab2_charts(&dir)? {
         writeln!(w, "  chart: {}", show(&path, out))?;
     }
     Ok(())

@@ -1,10 +1,11 @@
 //! The two charts of lab 2: the prospect-theory value function, and KTO's loss as a function
 //! of `d = r − z0` — the same S-shaped idea, once for people and once for a policy.
 
-use super::{Area, ChartError, LegendPosition, LineChart, LineStyle, Rgb, Series};
-use crate::prospect::{
-    kto_curves, kto_loss, value, value_curve, Label, ProspectParams, DEFAULT_KTO_BETA,
+use super::{
+    kto_curves, kto_loss, value, value_curve, Label, ProspectError, ProspectParams,
+    DEFAULT_KTO_BETA,
 };
+use crate::charts::{Area, ChartError, LegendPosition, LineChart, LineStyle, Rgb, Series};
 use std::path::{Path, PathBuf};
 
 /// The outcomes the value-function chart spans, as in the seed notebook.
@@ -20,7 +21,7 @@ const ANNOTATED_LOSS: f64 = -2.0;
 ///
 /// Gains are shaded green and losses red; an arrow marks `v(−2)`, where the curve has fallen
 /// λ times further below zero than it rose above it at `x = +2` (when α = β).
-pub fn value_function_chart(params: &ProspectParams) -> Result<LineChart, ChartError> {
+pub fn value_function_chart(params: &ProspectParams) -> Result<LineChart, ProspectError> {
     let (lo, hi) = VALUE_X_RANGE;
     let curve = value_curve(params, lo, hi, POINTS)?;
     let gains: Vec<_> = curve.iter().copied().filter(|p| p.0 >= 0.0).collect();
@@ -73,7 +74,7 @@ pub fn kto_loss_chart(
     beta: f64,
     desirable_weight: f64,
     undesirable_weight: f64,
-) -> Result<LineChart, ChartError> {
+) -> Result<LineChart, ProspectError> {
     let (lo, hi) = kto_loss_d_range(beta);
     // kto_curves checks beta before it looks at the range, so a bad beta is reported as such.
     let c = kto_curves(beta, desirable_weight, undesirable_weight, lo, hi, POINTS)?;
@@ -134,12 +135,18 @@ pub fn write_lab2_charts(out_dir: &Path) -> Result<Vec<PathBuf>, ChartError> {
         path: out_dir.to_path_buf(),
         source,
     })?;
+    // The parameters are the published defaults, so they pass their checks; were one ever
+    // changed to a bad value, the chart could not be described, and that is what we say.
+    let unusable = |e: ProspectError| ChartError::InvalidChart(e.to_string());
     let charts = [
         (
             "value_function",
-            value_function_chart(&ProspectParams::default())?,
+            value_function_chart(&ProspectParams::default()).map_err(unusable)?,
         ),
-        ("kto_loss", kto_loss_chart(DEFAULT_KTO_BETA, 1.0, 1.0)?),
+        (
+            "kto_loss",
+            kto_loss_chart(DEFAULT_KTO_BETA, 1.0, 1.0).map_err(unusable)?,
+        ),
     ];
     let mut written = Vec::new();
     for (stem, chart) in &charts {
