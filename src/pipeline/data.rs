@@ -34,21 +34,32 @@ impl RunData {
             .map(|p| codec.pair(text(&p.prompt), text(&p.chosen), text(&p.rejected)))
             .collect::<Result<Vec<Pair>, _>>()?;
         let imbalanced = drop_desirable(records, cfg.imbalanced_keep);
-        let imbalanced_stats = feedback::Stats::of(&imbalanced);
+        let (kto, kto_weights) = kto_data(codec, records, cfg)?;
+        let (imbalanced_examples, imbalanced_weights) = kto_data(codec, &imbalanced, cfg)?;
         Ok(RunData {
-            kto: examples(codec, records)?,
-            kto_weights: balanced_weights(stats.desirable, stats.undesirable, &cfg.kto_loss),
             stats,
+            kto,
+            kto_weights,
             pairs,
-            imbalanced_weights: balanced_weights(
-                imbalanced_stats.desirable,
-                imbalanced_stats.undesirable,
-                &cfg.kto_loss,
-            ),
-            imbalanced_stats,
-            imbalanced: examples(codec, &imbalanced)?,
+            imbalanced_stats: feedback::Stats::of(&imbalanced),
+            imbalanced: imbalanced_examples,
+            imbalanced_weights,
         })
     }
+}
+
+/// KTO's examples from `records` and its class weights for their counts (what a later KTO
+/// round trains on: no DPO pairs, no imbalanced set).
+pub(super) fn kto_data(
+    codec: &Codec,
+    records: &[Record],
+    cfg: &LoopConfig,
+) -> Result<(Vec<Example>, KtoConfig), LoopError> {
+    let stats = feedback::Stats::of(records);
+    Ok((
+        examples(codec, records)?,
+        balanced_weights(stats.desirable, stats.undesirable, &cfg.kto_loss),
+    ))
 }
 
 /// The judged samples as records (blank answers cannot be stored; they still count as

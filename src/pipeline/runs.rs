@@ -4,7 +4,7 @@
 
 use dfdx::prelude::Device;
 
-use super::data::{store_samples, RunData};
+use super::data::{kto_data, store_samples, RunData};
 use super::{probe, Codec, LoopConfig, LoopError, ProbeConfig, Sampling};
 use crate::device::{both, Shareable};
 use crate::feedback::{self, FeedbackStore, Record};
@@ -148,16 +148,16 @@ fn kto_rounds<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
         let new = ctx.collect(last, round)?;
         rounds.feedback.push(feedback::Stats::of(&new));
         all.extend(new);
-        let later = RunData::of(ctx.codec, &all, cfg)?;
+        let (examples, weights) = kto_data(ctx.codec, &all, cfg)?;
         let phase = format!("kto-round{round}");
         let later_cfg = cfg.kto_later.as_ref().unwrap_or(&cfg.kto);
         let (model, log) = train_from(last, &phase, later_cfg, ctx.pad, |m, s| {
             let mut look = ctx.looker.look(cfg.probe, s.cfg.steps);
-            train::train_kto(m, reference, &later.kto, &later.kto_weights, s, &mut look)
+            train::train_kto(m, reference, &examples, &weights, s, &mut look)
         })?;
         rounds.models.push(model);
         rounds.logs.push(log);
-        rounds.weights.push(later.kto_weights);
+        rounds.weights.push(weights);
     }
     Ok(rounds)
 }
