@@ -21,6 +21,24 @@
 //! | [`bench`](mod@bench) | tokens/s of lab 3's SFT and KTO steps, beside `bench/torch_bench.py` | 3 |
 //! | [`table`] | aligned metric tables for people | — |
 
+/// Marks a public function as the answer to a graded exercise (its "answer key").
+///
+/// In an ordinary build it is an ordinary `pub fn`. In the grader's build of the library (the
+/// `exam` feature, which `kto-lab-notebooks grade` compiles each submission against) it is
+/// `pub(crate)`: the library still uses it, a submission that calls it does not compile, in
+/// whatever thread or form it makes the call. [`checks::exam::ANSWER_KEY`] lists them by path.
+macro_rules! answer_key {
+    ($(#[$meta:meta])* pub fn $($rest:tt)*) => {
+        #[cfg(not(feature = "exam"))]
+        $(#[$meta])*
+        pub fn $($rest)*
+        #[cfg(feature = "exam")]
+        $(#[$meta])*
+        #[allow(dead_code)]
+        pub(crate) fn $($rest)*
+    };
+}
+
 pub mod bench;
 pub mod charts;
 pub mod checks;

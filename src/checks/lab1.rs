@@ -15,7 +15,7 @@
 use dfdx::prelude::*;
 use rand::Rng;
 
-use super::{fmt_num, CheckResult, Checker};
+use super::{fmt_num, Ask, CheckResult, Checker};
 use crate::losses::kto::reference_point as reference_z0;
 use crate::losses::plain;
 use crate::losses::{Batch, ExampleBatch, KtoConfig, Scalar};
@@ -173,31 +173,37 @@ pub(crate) fn close_opt(
 pub fn kto_batch_mean(
     f: impl Fn(&[f32], &[f32], &[bool], &KtoConfig) -> Option<f32>,
 ) -> CheckResult {
-    check_kto_batch_mean(&f)
+    super::exam::answer(
+        "1.1",
+        |(p, r, labels, cfg): &BatchQuestion| f(p, r, labels, cfg),
+        check_kto_batch_mean,
+    )
 }
 
-fn check_kto_batch_mean(f: &KtoBatchMeanFn) -> CheckResult {
+/// Exercise 1.1's question: policy and reference log-probs, labels, config.
+type BatchQuestion = (Vec<f32>, Vec<f32>, Vec<bool>, KtoConfig);
+
+pub(crate) fn check_kto_batch_mean(f: &mut dyn Ask<BatchQuestion, Option<f32>>) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 1.1 — simplified KTO (batch-mean baseline)",
         "b is the mean of r = policy − reference over the WHOLE batch (both classes); each class \
          is averaged on its own (L_D over thumbs up, L_U over thumbs down) before weighting; an \
          absent class adds 0; −log σ(x) must stay finite for x ≈ −150 (compute in f64, or use \
          kto_lab::math::log_sigmoid); an empty batch gives None.",
-    )
-    .forbid(&["losses::kto_batch_mean"]);
+    );
     for input in inputs(6) {
-        let b = &input.batch;
+        let b = input.batch;
         let expected = plain::kto_batch_mean(&b.as_batch(), &input.cfg)
             .ok()
             .map(|o| f64::from(o.metrics.loss));
-        let Some(got) =
-            check.call(|| f(&b.policy_logps, &b.reference_logps, &b.labels, &input.cfg))
-        else {
+        let q = (b.policy_logps, b.reference_logps, b.labels, input.cfg);
+        let Some(got) = check.ask(f, &q) else {
             continue;
         };
         close_opt(&mut check, input.name, expected, got.map(f64::from), TOL);
     }
-    if let Some(got) = check.call(|| f(&[], &[], &[], &KtoConfig::default())) {
+    let empty = (vec![], vec![], vec![], KtoConfig::default());
+    if let Some(got) = check.ask(f, &empty) {
         close_opt(&mut check, "empty batch", None, got.map(f64::from), TOL);
     }
     check.finish()
@@ -208,16 +214,21 @@ fn check_kto_batch_mean(f: &KtoBatchMeanFn) -> CheckResult {
 /// The student's `f(kl_policy_logps, kl_reference_logps)` must return z0, or `None` when there
 /// are no pairs. Compared with [`crate::losses::kto::reference_point`].
 pub fn reference_point(f: impl Fn(&[f32], &[f32]) -> Option<f32>) -> CheckResult {
-    check_reference_point(&f)
+    super::exam::answer(
+        "1.2",
+        |(p, r): &(Vec<f32>, Vec<f32>)| f(p, r),
+        check_reference_point,
+    )
 }
 
-fn check_reference_point(f: &ReferencePointFn) -> CheckResult {
+pub(crate) fn check_reference_point(
+    f: &mut dyn Ask<(Vec<f32>, Vec<f32>), Option<f32>>,
+) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 1.2 — the reference point z0",
         "z0 = max(0, mean over the pairs of (policy − reference)): the mean of the differences, \
          then clamped at 0 (a KL divergence is never negative); no pairs gives None.",
-    )
-    .forbid(&["losses::kto::reference_point"]);
+    );
     let mut cases: Vec<(String, Vec<f32>, Vec<f32>)> = inputs(0)
         .into_iter()
         .map(|i| (i.name, i.batch.kl_policy_logps, i.batch.kl_reference_logps))
@@ -246,7 +257,7 @@ fn check_reference_point(f: &ReferencePointFn) -> CheckResult {
     cases.push(("no pairs".into(), vec![], vec![]));
     for (name, policy, reference) in cases {
         let expected = reference_z0(&policy, &reference).ok().map(f64::from);
-        let Some(got) = check.call(|| f(&policy, &reference)) else {
+        let Some(got) = check.ask(f, &(policy, reference)) else {
             continue;
         };
         close_opt(&mut check, name, expected, got.map(f64::from), TOL);
@@ -270,45 +281,59 @@ pub fn kto_tensor(
         &KtoConfig,
     ) -> Scalar<Cpu, OwnedTape<f32, Cpu>>,
 ) -> CheckResult {
-    check_kto_tensor(&f)
+    super::exam::answer(
+        "1.3",
+        |q: &TensorQuestion| answer_kto_tensor(&f, q),
+        check_kto_tensor,
+    )
 }
 
-fn check_kto_tensor(f: &KtoTensorFn) -> CheckResult {
+/// Exercise 1.3's question: policy, reference, KL-pair policy and reference log-probs, labels,
+/// config.
+type TensorQuestion = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<bool>, KtoConfig);
+
+/// The loss the student's function returns and its gradient with respect to the policy
+/// log-probs (from `backward()` on the returned loss).
+fn answer_kto_tensor(f: &KtoTensorFn, q: &TensorQuestion) -> (f32, Vec<f32>) {
+    let (p, r, klp, klr, labels, cfg) = q;
+    let dev = Cpu::default();
+    let tensor = |v: &[f32]| dev.tensor_from_vec(v.to_vec(), (v.len(),));
+    let policy = tensor(p);
+    let loss = f(
+        policy.leaky_trace(),
+        &tensor(r),
+        &tensor(klp),
+        &tensor(klr),
+        labels,
+        cfg,
+    );
+    let value = loss.array();
+    let grads = loss.backward();
+    (value, grads.get(&policy).as_vec())
+}
+
+pub(crate) fn check_kto_tensor(f: &mut dyn Ask<TensorQuestion, (f32, Vec<f32>)>) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 1.3 — KTO as in the paper, on tensors",
         "z0 = max(0, mean(kl_policy − kl_reference)) as a plain f32 (no tape: it is not trained \
          through); per example β(r − z0) for thumbs up and β(z0 − r) for thumbs down; loss = \
          mean over ALL examples of λ·(1 − σ(·)). Keep policy_logps as the LEFT operand so the \
          tape flows to the loss.",
-    )
-    .forbid(&["losses::kto"]);
-    let dev = Cpu::default();
-    let tensor = |v: &[f32]| dev.tensor_from_vec(v.to_vec(), (v.len(),));
+    );
     for input in inputs(4) {
-        let b = &input.batch;
+        let b = input.batch;
         let Ok(expected) = plain::kto(&b.as_batch(), &input.cfg) else {
             continue;
         };
-        let policy = tensor(&b.policy_logps);
-        let (reference, kl_policy, kl_reference) = (
-            tensor(&b.reference_logps),
-            tensor(&b.kl_policy_logps),
-            tensor(&b.kl_reference_logps),
+        let q = (
+            b.policy_logps,
+            b.reference_logps,
+            b.kl_policy_logps,
+            b.kl_reference_logps,
+            b.labels,
+            input.cfg,
         );
-        let got = check.call(|| {
-            let loss = f(
-                policy.leaky_trace(),
-                &reference,
-                &kl_policy,
-                &kl_reference,
-                &b.labels,
-                &input.cfg,
-            );
-            let value = loss.array();
-            let grads = loss.backward();
-            (value, grads.get(&policy).as_vec())
-        });
-        let Some((value, grad)) = got else {
+        let Some((value, grad)) = check.ask(f, &q) else {
             continue;
         };
         check.close(

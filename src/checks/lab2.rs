@@ -10,8 +10,8 @@
 
 use rand::Rng;
 
-use super::{guarded, CheckResult, Checker};
-use crate::charts::{LineChart, Series};
+use super::{guarded, Ask, CheckResult, Checker};
+use crate::charts::LineChart;
 use crate::prospect::{self, linspace, Label, ProspectParams};
 
 /// Exercise 2.1's signature.
@@ -34,17 +34,20 @@ fn params(alpha: f64, beta: f64, lambda: f64) -> ProspectParams {
 /// Exercise 2.1 — `v(x) = x^α` for gains (x ≥ 0), `−λ·(−x)^β` for losses, compared with
 /// [`prospect::value`].
 pub fn value(f: impl Fn(f64, &ProspectParams) -> f64) -> CheckResult {
-    check_value(&f)
+    super::exam::answer(
+        "2.1",
+        |(x, p): &(f64, ProspectParams)| f(*x, p),
+        check_value,
+    )
 }
 
-fn check_value(f: &ValueFn) -> CheckResult {
+pub(crate) fn check_value(f: &mut dyn Ask<(f64, ProspectParams), f64>) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 2.1 — the value function",
         "gains (x ≥ 0): x^α; losses (x < 0): −λ·(−x)^β — raise the POSITIVE number −x to the \
          power (powf of a negative number is NaN), then scale by λ and flip the sign. Use α for \
          gains and β for losses: they differ in some cases.",
-    )
-    .forbid(&["prospect::value"]);
+    );
     let tk = ProspectParams::default();
     let mut cases: Vec<(String, f64, ProspectParams)> = Vec::new();
     for x in [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 100.0, -1e-9] {
@@ -69,7 +72,7 @@ fn check_value(f: &ValueFn) -> CheckResult {
         cases.push((format!("random #{} (x = {x:.3})", k + 1), x, p));
     }
     for (name, x, p) in cases {
-        let Some(got) = check.call(|| f(x, &p)) else {
+        let Some(got) = check.ask(f, &(x, p)) else {
             continue;
         };
         check.close(name, prospect::value(x, &p), got, TOL);
@@ -80,17 +83,20 @@ fn check_value(f: &ValueFn) -> CheckResult {
 /// Exercise 2.2 — one example's KTO loss: `λ·(1 − σ(β·d))` for thumbs up, `λ·(1 − σ(−β·d))` for
 /// thumbs down; compared with [`prospect::kto_loss`], including far from the reference point.
 pub fn kto_loss(f: impl Fn(f64, Label, f64, f64) -> f64) -> CheckResult {
-    check_kto_loss(&f)
+    super::exam::answer(
+        "2.2",
+        |&(d, label, beta, weight): &(f64, Label, f64, f64)| f(d, label, beta, weight),
+        check_kto_loss,
+    )
 }
 
-fn check_kto_loss(f: &KtoLossFn) -> CheckResult {
+pub(crate) fn check_kto_loss(f: &mut dyn Ask<(f64, Label, f64, f64), f64>) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 2.2 — the KTO loss of one example",
         "thumbs up: λ·(1 − σ(β·d)); thumbs down: λ·(1 − σ(−β·d)). At d = 0 both are λ/2; far on \
          the wrong side the loss tends to λ (not to infinity), far on the right side to 0. \
          kto_lab::math::sigmoid is a stable σ.",
-    )
-    .forbid(&["prospect::kto_loss"]);
+    );
     let mut cases: Vec<(f64, Label, f64, f64)> = Vec::new();
     for label in [Label::Desirable, Label::Undesirable] {
         for d in [0.0, 5.0, -5.0, 40.0, -40.0, 1e4, -1e4] {
@@ -122,7 +128,7 @@ fn check_kto_loss(f: &KtoLossFn) -> CheckResult {
             },
             super::fmt_num(d)
         );
-        let Some(got) = check.call(|| f(d, label, beta, weight)) else {
+        let Some(got) = check.ask(f, &(d, label, beta, weight)) else {
             continue;
         };
         check.close(name, prospect::kto_loss(d, label, beta, weight), got, TOL);
@@ -135,35 +141,63 @@ pub fn chart_xs() -> Vec<f64> {
     linspace(0.0, 3.0, 31).expect("a fixed, valid range")
 }
 
-/// The series of `chart` whose name contains `word` (case-insensitive).
-fn find<'c>(chart: &'c LineChart, word: &str) -> Option<&'c Series> {
-    chart
-        .series
-        .iter()
-        .find(|s| s.name.to_lowercase().contains(word))
+/// What exercise 2.3's check reads of the student's chart: its title, each series' name and
+/// points, and whether it renders to SVG (its size, or the error).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ChartAnswer {
+    title: String,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    svg: Result<usize, String>,
+}
+
+impl ChartAnswer {
+    fn of(chart: &LineChart) -> ChartAnswer {
+        ChartAnswer {
+            title: chart.title.clone(),
+            series: chart
+                .series
+                .iter()
+                .map(|s| (s.name.clone(), s.points.clone()))
+                .collect(),
+            svg: chart.to_svg().map(|s| s.len()).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The series whose name contains `word` (case-insensitive): its points.
+    fn find(&self, word: &str) -> Option<&[(f64, f64)]> {
+        self.series
+            .iter()
+            .find(|(name, _)| name.to_lowercase().contains(word))
+            .map(|(_, points)| &points[..])
+    }
 }
 
 /// Exercise 2.3 — a chart of loss aversion: a series named with "gain" holding `(x, v(x))` and
 /// one named with "loss" holding `(x, −v(−x))`, for x = 0, 0.1, …, 3 ([`chart_xs`]), with a
 /// title, rendering to SVG. Checked for two parameter sets (so hard-coded numbers fail).
 pub fn loss_aversion_chart(f: impl Fn(&ProspectParams) -> LineChart) -> CheckResult {
-    check_chart(&f)
+    super::exam::answer(
+        "2.3",
+        |p: &ProspectParams| ChartAnswer::of(&f(p)),
+        check_chart,
+    )
 }
 
-fn check_chart(f: &ChartFn) -> CheckResult {
+pub(crate) fn check_chart(f: &mut dyn Ask<ProspectParams, ChartAnswer>) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 2.3 — a loss-aversion chart",
         "two series from LineChart::new(title, x label, y label).with_series(Series::line(name, \
          points, colour)): one named \"gains\" with (x, v(x)) and one named \"losses\" with \
          (x, −v(−x)), x from 0 to 3 in steps of 0.1 (kto_lab::prospect::linspace(0.0, 3.0, 31)), \
-         using the parameters passed in.",
+         using the parameters passed in and your value() from exercise 2.1 (if its check fails, \
+         fix it first).",
     );
     let xs = chart_xs();
     for (label, p) in [
         ("Tversky–Kahneman", ProspectParams::default()),
         ("α = 0.6, β = 0.9, λ = 1.5", params(0.6, 0.9, 1.5)),
     ] {
-        let Some(chart) = check.call(|| f(&p)) else {
+        let Some(chart) = check.ask(f, &p) else {
             continue;
         };
         check.case(
@@ -178,35 +212,35 @@ fn check_chart(f: &ChartFn) -> CheckResult {
                 .map(|&x| (x, sign * prospect::value(sign * x, &p)))
                 .collect();
             let name = format!("{label}: series \"{series}\"");
-            match find(&chart, word) {
+            match chart.find(word) {
                 None => check.case(
                     name,
                     format!("a series named with \"{word}\""),
                     format!(
                         "series {:?}",
-                        chart.series.iter().map(|s| &s.name).collect::<Vec<_>>()
+                        chart.series.iter().map(|s| &s.0).collect::<Vec<_>>()
                     ),
                     false,
                 ),
-                Some(s) => {
+                Some(points) => {
                     let flat = |pts: &[(f64, f64)]| -> Vec<f64> {
                         pts.iter().flat_map(|&(x, y)| [x, y]).collect()
                     };
                     check.close_all(
                         format!("{name} (x, y) points"),
                         &flat(&want),
-                        &flat(&s.points),
+                        &flat(points),
                         TOL,
                     );
                 }
             }
         }
-        let svg = chart.to_svg();
+        let svg = &chart.svg;
         check.case(
             format!("{label}: renders to SVG"),
             "an SVG document",
-            match &svg {
-                Ok(s) => format!("{} bytes of SVG", s.len()),
+            match svg {
+                Ok(n) => format!("{n} bytes of SVG"),
                 Err(e) => format!("error: {e}"),
             },
             svg.is_ok(),
@@ -237,7 +271,7 @@ pub fn progress() -> super::progress::Progress {
 mod tests {
     use super::super::Status;
     use super::*;
-    use crate::charts::Rgb;
+    use crate::charts::{Rgb, Series};
     use crate::math::sigmoid;
 
     fn solution_2_1(x: f64, p: &ProspectParams) -> f64 {

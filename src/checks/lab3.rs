@@ -13,7 +13,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{approx_eq, fmt_num, CheckResult, Checker};
+use super::{approx_eq, fmt_num, Ask, CheckResult, Checker};
 use crate::classroom::{self, KtoBatch, Policy};
 use crate::losses::{Dev, KtoConfig};
 use crate::model::TokenBatch;
@@ -22,23 +22,24 @@ use crate::train::Example;
 /// One row as exercise 3.1 returns it: `(inputs, targets, mask)`, each `seq_len` long.
 pub type Row = (Vec<u32>, Vec<u32>, Vec<f32>);
 
-/// The reference of exercise 3.1: the row [`TokenBatch::new`] builds for `(prompt, completion)`,
-/// right-padded with `pad` to `seq_len` positions. `None` when the row does not fit.
-pub fn reference_row(prompt: &[u32], completion: &[u32], seq_len: usize, pad: u32) -> Option<Row> {
-    crate::checks::grading::reference("checks::lab3::reference_row");
-    if completion.is_empty() || prompt.len().max(1) + completion.len() - 1 > seq_len {
-        return None;
+answer_key! {
+    /// The reference of exercise 3.1: the row [`TokenBatch::new`] builds for `(prompt, completion)`,
+    /// right-padded with `pad` to `seq_len` positions. `None` when the row does not fit.
+    pub fn reference_row(prompt: &[u32], completion: &[u32], seq_len: usize, pad: u32) -> Option<Row> {
+        if completion.is_empty() || prompt.len().max(1) + completion.len() - 1 > seq_len {
+            return None;
+        }
+        // A second, full-length row makes the batch exactly `seq_len` wide.
+        let filler = (vec![pad], vec![pad; seq_len]);
+        let rows = [(prompt.to_vec(), completion.to_vec()), filler];
+        let b = TokenBatch::new(&rows, pad, seq_len).ok()?;
+        let take = |v: &[usize]| v[..seq_len].iter().map(|&x| x as u32).collect::<Vec<u32>>();
+        Some((
+            take(&b.inputs),
+            take(&b.targets),
+            b.mask[..seq_len].to_vec(),
+        ))
     }
-    // A second, full-length row makes the batch exactly `seq_len` wide.
-    let filler = (vec![pad], vec![pad; seq_len]);
-    let rows = [(prompt.to_vec(), completion.to_vec()), filler];
-    let b = TokenBatch::new(&rows, pad, seq_len).ok()?;
-    let take = |v: &[usize]| v[..seq_len].iter().map(|&x| x as u32).collect::<Vec<u32>>();
-    Some((
-        take(&b.inputs),
-        take(&b.targets),
-        b.mask[..seq_len].to_vec(),
-    ))
 }
 
 /// Exercise 3.1 — `student(prompt, completion, seq_len, pad)` must return the row's
@@ -49,12 +50,22 @@ pub fn row_targets<F>(student: F) -> CheckResult
 where
     F: Fn(&[u32], &[u32], usize, u32) -> Row,
 {
+    super::exam::answer(
+        "3.1",
+        |(p, c, seq_len, pad): &RowQuestion| student(p, c, *seq_len, *pad),
+        check_row_targets,
+    )
+}
+
+/// Exercise 3.1's question: prompt, completion, sequence length, pad id.
+type RowQuestion = (Vec<u32>, Vec<u32>, usize, u32);
+
+pub(crate) fn check_row_targets(student: &mut dyn Ask<RowQuestion, Row>) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 3.1 — inputs, targets and completion mask",
         "targets are the inputs shifted left by one; the first completion token is the target \
          at position len(prompt) − 1; padding positions hold `pad` in both and 0 in the mask",
-    )
-    .forbid(&["checks::lab3::reference_row"]);
+    );
     // (name, prompt, completion, seq_len, pad)
     type RowCase = (String, Vec<u32>, Vec<u32>, usize, u32);
     let mut cases: Vec<RowCase> = vec![
@@ -103,7 +114,7 @@ where
         let Some(expected) = reference_row(&p, &c, seq_len, pad) else {
             continue;
         };
-        let Some(got) = check.call(|| student(&p, &c, seq_len, pad)) else {
+        let Some(got) = check.ask(student, &(p, c, seq_len, pad)) else {
             continue;
         };
         let ok = got == expected;
@@ -198,13 +209,38 @@ pub fn sequence_logprobs<F>(student: F) -> CheckResult
 where
     F: Fn(TokenLogps, TokenLogps) -> SeqLogps,
 {
+    super::exam::answer(
+        "3.2",
+        |(rows, seq_len, logps, mask): &MaskQuestion| {
+            let dev = crate::device::device();
+            let shape = (*rows, *seq_len);
+            let got = student(
+                dev.tensor_from_vec(logps.clone(), shape),
+                dev.tensor_from_vec(mask.clone(), shape),
+            );
+            if got.shape().0 == *rows {
+                got.as_vec()
+            } else {
+                // Show the wrong length rather than reading a mis-shaped tensor.
+                vec![f32::NAN; got.shape().0]
+            }
+        },
+        check_sequence_logprobs,
+    )
+}
+
+/// Exercise 3.2's question: rows, sequence length, per-token log-probs and mask (row-major).
+type MaskQuestion = (usize, usize, Vec<f32>, Vec<f32>);
+
+pub(crate) fn check_sequence_logprobs(
+    student: &mut dyn Ask<MaskQuestion, Vec<f32>>,
+) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 3.2 — log π(y|x) per row, in dfdx",
         "multiply the log-probs by the mask (prompt and padding become 0), then sum — not \
          average: log π(y|x) is the whole answer's — over the sequence axis: \
          `.sum::<(usize,), Axis<1>>()`",
-    )
-    .forbid(&["classroom::masked_sequence_sum"]);
+    );
     let dev = crate::device::device();
     for case in mask_cases() {
         let shape = (case.rows, case.seq_len);
@@ -213,16 +249,9 @@ where
             dev.tensor_from_vec(case.mask.clone(), shape),
         )
         .as_vec();
-        let logps = dev.tensor_from_vec(case.logps.clone(), shape);
-        let mask = dev.tensor_from_vec(case.mask.clone(), shape);
-        let Some(got) = check.call(|| student(logps, mask)) else {
+        let q = (case.rows, case.seq_len, case.logps, case.mask);
+        let Some(got) = check.ask(student, &q) else {
             continue;
-        };
-        let got = if got.shape().0 == case.rows {
-            got.as_vec()
-        } else {
-            // Show the wrong length rather than reading a mis-shaped tensor.
-            vec![f32::NAN; got.shape().0]
         };
         let e: Vec<f64> = expected.iter().map(|&x| x as f64).collect();
         let g: Vec<f64> = got.iter().map(|&x| x as f64).collect();
@@ -330,19 +359,25 @@ fn loss_at(policy: &Policy, batch: &KtoBatch, cfg: &KtoConfig, z0: f32) -> f64 {
         / n
 }
 
-/// How far the gradient of `mine`'s last step is from `reference`'s: the largest difference
-/// over every parameter, relative to the largest reference gradient. `None` when `mine` took
-/// no step.
-fn gradient_gap(reference: &Policy, mine: &Policy) -> Option<f64> {
-    let (expected, got) = (reference.last_grads()?, mine.last_grads()?);
+/// How far the gradient `mine` (flattened, [`flat_grads`]) is from `reference`'s last step's:
+/// the largest difference over every parameter, relative to the largest reference gradient.
+/// `None` when the student took no step.
+fn gradient_gap(reference: &Policy, mine: Option<&[f32]>) -> Option<f64> {
+    let (expected, got) = (flat_grads(reference)?, mine?);
+    if expected.len() != got.len() {
+        return Some(f64::INFINITY);
+    }
     let (mut gap, mut scale) = (0.0f64, 0.0f64);
-    crate::train::optim::for_each_param(reference.model(), |t| {
-        let (e, g) = (expected.get(t).as_vec(), got.get(t).as_vec());
-        for (e, g) in e.iter().zip(&g) {
-            gap = gap.max((e - g).abs() as f64);
-            scale = scale.max(e.abs() as f64);
-        }
-    });
+    for (e, g) in expected.iter().zip(got) {
+        // NaN never counts as close.
+        let d = (e - g).abs() as f64;
+        gap = if d.is_nan() {
+            f64::INFINITY
+        } else {
+            gap.max(d)
+        };
+        scale = scale.max(e.abs() as f64);
+    }
     Some(gap / scale.max(1e-12))
 }
 
@@ -382,25 +417,70 @@ where
     F: Fn(&mut Policy, &KtoBatch, &KtoConfig) -> Result<f32, E>,
     E: fmt::Display,
 {
+    super::exam::answer(
+        "3.3",
+        |&(case, seed): &(usize, u64)| {
+            let case = step_cases().into_iter().nth(case)?;
+            let s = start(&case, seed)?;
+            let mut mine = s.policy.clone();
+            let loss = student(&mut mine, &s.batch, &case.cfg).map_err(|e| e.to_string());
+            Some(StepAnswer {
+                loss,
+                steps: mine.steps(),
+                after: loss_at(&mine, &s.batch, &case.cfg, s.z0),
+                grads: flat_grads(&mine),
+            })
+        },
+        check_kto_step,
+    )
+}
+
+/// What exercise 3.3's check reads of the student's step: the loss it returned, how many
+/// optimizer steps it took, the loss after them (at the step's z0), and the last step's
+/// gradient, every parameter in order.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StepAnswer {
+    loss: Result<f32, String>,
+    steps: i32,
+    after: f64,
+    grads: Option<Vec<f32>>,
+}
+
+/// The last step's gradient of `policy`, every parameter flattened in the model's order.
+fn flat_grads(policy: &Policy) -> Option<Vec<f32>> {
+    let grads = policy.last_grads()?;
+    let mut flat = Vec::new();
+    crate::train::optim::for_each_param(policy.model(), |t| flat.extend(grads.get(t).as_vec()));
+    Some(flat)
+}
+
+/// Exercise 3.3's question: a starting point (its index in [`step_cases`]) and its seed; the
+/// student's side builds the same policy and batch from them.
+pub(crate) fn check_kto_step(
+    student: &mut dyn Ask<(usize, u64), Option<StepAnswer>>,
+) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 3.3 — one KTO step with dfdx",
         "r = log πθ − log πref; z0 = max(0, mean of the KL pairs' log-ratios), without \
          gradient; loss = mean of λ·(1 − σ(±β(r − z0))), + for thumbs up, − for thumbs down; \
          then `policy.step(loss.backward())` and return the loss value",
-    )
-    .forbid(&["classroom::kto_step", "classroom::kto_loss"]);
+    );
     for (i, case) in step_cases().iter().enumerate() {
-        let Some(s) = start(case, super::grading::seed(100 + i as u64)) else {
+        let seed = super::grading::seed(100 + i as u64);
+        let Some(s) = start(case, seed) else {
             check.case(case.name, "a starting point", "could not prepare it", false);
             continue;
         };
         let mut reference = s.policy.clone();
         let expected = classroom::kto_step(&mut reference, &s.batch, &case.cfg);
-        let mut mine = s.policy.clone();
-        let Some(got) = check.call(|| student(&mut mine, &s.batch, &case.cfg)) else {
+        let Some(answer) = check.ask(student, &(i, seed)) else {
             continue;
         };
-        let (expected, got) = match (expected, got) {
+        let Some(mine) = answer else {
+            check.case(case.name, "a starting point", "could not prepare it", false);
+            continue;
+        };
+        let (expected, got) = match (expected, mine.loss) {
             (Ok(e), Ok(g)) => (e, g),
             (Err(e), _) => {
                 check.case(
@@ -428,8 +508,8 @@ where
             1e-4,
         );
         let after_ref = loss_at(&reference, &s.batch, &case.cfg, s.z0);
-        let after = loss_at(&mine, &s.batch, &case.cfg, s.z0);
-        let moved = mine.steps() == 1
+        let after = mine.after;
+        let moved = mine.steps == 1
             && after < s.before
             && approx_eq(s.before - after_ref, s.before - after, 2e-2);
         check.case(
@@ -443,15 +523,15 @@ where
                 "{} → {} ({} optimizer step{})",
                 fmt_num(s.before),
                 fmt_num(after),
-                mine.steps(),
-                if mine.steps() == 1 { "" } else { "s" }
+                mine.steps,
+                if mine.steps == 1 { "" } else { "s" }
             ),
             moved,
         );
         // Where the gradient stops: z0 is a constant of the step (as in TRL). A z0 that carries
         // the tape gives the model a second way to lower the loss — moving the reference point
         // instead of the answers — and a different gradient.
-        let gap = gradient_gap(&reference, &mine);
+        let gap = gradient_gap(&reference, mine.grads.as_deref());
         check.case(
             format!("{}: gradient", case.name),
             "the reference's gradient (z0 held fixed)",
@@ -508,12 +588,42 @@ pub fn lora_linear<F>(student: F) -> CheckResult
 where
     F: Fn(Matrix, Matrix, Vector, Matrix, Matrix, f32) -> Matrix,
 {
+    super::exam::answer(
+        "3.4",
+        |(n, i, o, r, alpha, [x, w, bias, a, b]): &LoraQuestion| {
+            let (n, i, o, r) = (*n, *i, *o, *r);
+            let dev = crate::device::device();
+            let m = |v: &Vec<f32>, rows: usize, cols: usize| {
+                dev.tensor_from_vec(v.clone(), (rows, cols))
+            };
+            let got = student(
+                m(x, n, i),
+                m(w, o, i),
+                dev.tensor_from_vec(bias.clone(), (o,)),
+                m(a, r, i),
+                m(b, o, r),
+                *alpha,
+            );
+            if *got.shape() == (n, o) {
+                got.as_vec()
+            } else {
+                // Show the wrong shape rather than reading a mis-shaped tensor.
+                vec![f32::NAN; n * o]
+            }
+        },
+        check_lora_linear,
+    )
+}
+
+/// Exercise 3.4's question: rows n, d_in, d_out, rank r, α, and x, W, bias, A, B (row-major).
+type LoraQuestion = (usize, usize, usize, usize, f32, [Vec<f32>; 5]);
+
+pub(crate) fn check_lora_linear(student: &mut dyn Ask<LoraQuestion, Vec<f32>>) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 3.4 — a LoRA-adapted projection",
         "the frozen layer `x·Wᵀ + b` plus the correction `(x·Aᵀ)·Bᵀ` scaled by α/r (r = the rows \
          of A): transpose with `.permute::<_, Axes2<1, 0>>()` and broadcast the bias over the rows",
-    )
-    .forbid(&["model::lora::Adapter::correction"]);
+    );
     let mut rng = super::grading::rng(34);
     // (name, n, in, out, r, α, B zero?)
     let cases: [(&str, usize, usize, usize, usize, f32, bool); 5] = [
@@ -539,7 +649,6 @@ where
         ("r = 1, a non-square layer", 2, 5, 3, 1, 1.5, false),
         ("α/r = 0.5", 4, 8, 6, 2, 1.0, false),
     ];
-    let dev = crate::device::device();
     for (name, n, i, o, r, alpha, zero_b) in cases {
         let mut draw = |len: usize, scale: f32| -> Vec<f32> {
             (0..len).map(|_| rng.gen_range(-scale..scale)).collect()
@@ -561,19 +670,8 @@ where
             (5, 3, 1) => library_lora::<5, 3, 1>(n, &data, alpha),
             _ => Vec::new(),
         };
-        let [x, w, bias, a, b] = &data;
-        let m =
-            |v: &Vec<f32>, rows: usize, cols: usize| dev.tensor_from_vec(v.clone(), (rows, cols));
-        let (x, w, a, b) = (m(x, n, i), m(w, o, i), m(a, r, i), m(b, o, r));
-        let bias = dev.tensor_from_vec(bias.clone(), (o,));
-        let Some(got) = check.call(|| student(x, w, bias, a, b, alpha)) else {
+        let Some(got) = check.ask(student, &(n, i, o, r, alpha, data)) else {
             continue;
-        };
-        let got = if *got.shape() == (n, o) {
-            got.as_vec()
-        } else {
-            // Show the wrong shape rather than reading a mis-shaped tensor.
-            vec![f32::NAN; n * o]
         };
         let e: Vec<f64> = expected.iter().map(|&v| v as f64).collect();
         let g: Vec<f64> = got.iter().map(|&v| v as f64).collect();
@@ -817,7 +915,7 @@ mod tests {
     }
 
     #[test]
-    fn lora_linear_passes_the_solution_and_fails_a_wrong_scale_or_a_library_call() {
+    fn lora_linear_passes_the_solution_and_fails_a_wrong_scale() {
         let r = lora_linear(solution_lora);
         assert!(r.passed(), "{r}");
         assert_eq!(r.cases.len(), 5);
@@ -831,18 +929,5 @@ mod tests {
         assert_eq!(r.cases.iter().filter(|c| c.ok).count(), 2, "{r}");
         let not_done = lora_linear(|_, _, _, _, _, _| -> Matrix { todo!() });
         assert!(!not_done.passed());
-        // Calling the library's own correction is caught.
-        let library = |x: Matrix, w: Matrix, bias: Vector, a: Matrix, b: Matrix, alpha: f32| {
-            let dev = crate::device::device();
-            let ad = crate::model::lora::Adapter::<8, 6, 2, f32, Dev>::new(
-                &dev,
-                &mut ChaCha8Rng::seed_from_u64(0),
-            )
-            .unwrap();
-            let _ = ad.correction(dev.zeros_like(&(1, Const::<8>)), 1.0);
-            solution_lora(x, w, bias, a, b, alpha)
-        };
-        let r = lora_linear(library);
-        assert!(!r.passed(), "{r}");
     }
 }

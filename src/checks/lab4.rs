@@ -11,17 +11,18 @@ use std::path::Path;
 use rand::Rng;
 use serde_json::Value;
 
-use super::{approx_eq, fmt_num, CheckResult, Checker};
+use super::{approx_eq, fmt_num, Ask, CheckResult, Checker};
 use crate::feedback::{advise, final_votes, Click, Record, Text, Vote};
 
-/// The reference of exercise 4.1: TRL's unpaired rows, `{"prompt","completion","label"}`, one
-/// per answer clicked, with its last vote ([`final_votes`]).
-pub fn reference_lines(clicks: &[Click]) -> Vec<String> {
-    crate::checks::grading::reference("checks::lab4::reference_lines");
-    final_votes(clicks)
-        .iter()
-        .map(Record::to_training_line)
-        .collect()
+answer_key! {
+    /// The reference of exercise 4.1: TRL's unpaired rows, `{"prompt","completion","label"}`, one
+    /// per answer clicked, with its last vote ([`final_votes`]).
+    pub fn reference_lines(clicks: &[Click]) -> Vec<String> {
+        final_votes(clicks)
+            .iter()
+            .map(Record::to_training_line)
+            .collect()
+    }
 }
 
 /// The visible cases of exercise 4.1, then random click streams.
@@ -121,20 +122,23 @@ pub fn training_lines<F>(student: F) -> CheckResult
 where
     F: Fn(&[Click]) -> Vec<String>,
 {
+    super::exam::answer(
+        "4.1",
+        |clicks: &Vec<Click>| student(clicks),
+        check_training_lines,
+    )
+}
+
+pub(crate) fn check_training_lines(student: &mut dyn Ask<Vec<Click>, Vec<String>>) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 4.1 — from clicks to KTO training lines",
         "keep one entry per answer — the (prompt, completion) pair — and overwrite its vote on \
          every click; then one line per entry whose last vote is 👍 or 👎, built with \
          `json!({...}).to_string()` (never glued by hand: quotes and newlines must be escaped)",
-    )
-    .forbid(&[
-        "checks::lab4::reference_lines",
-        "feedback::final_votes",
-        "feedback::Record::to_training_line",
-    ]);
+    );
     for (name, clicks) in click_cases() {
         let expected = reference_lines(&clicks);
-        let Some(got) = check.call(|| student(&clicks)) else {
+        let Some(got) = check.ask(student, &clicks) else {
             continue;
         };
         // Each line parsed on its own (a line with a newline inside is not one line), then
@@ -165,13 +169,14 @@ where
     check.finish()
 }
 
-/// The reference of exercise 4.2: the library's parser, keeping plain-text rows only.
-pub fn reference_parse(line: &str) -> Option<(String, String, bool)> {
-    crate::checks::grading::reference("checks::lab4::reference_parse");
-    let record = Record::parse_line(line, Path::new("line"), 1).ok()?;
-    match (record.prompt, record.completion) {
-        (Text::Plain(p), Text::Plain(c)) => Some((p, c, record.label)),
-        _ => None,
+answer_key! {
+    /// The reference of exercise 4.2: the library's parser, keeping plain-text rows only.
+    pub fn reference_parse(line: &str) -> Option<(String, String, bool)> {
+        let record = Record::parse_line(line, Path::new("line"), 1).ok()?;
+        match (record.prompt, record.completion) {
+            (Text::Plain(p), Text::Plain(c)) => Some((p, c, record.label)),
+            _ => None,
+        }
     }
 }
 
@@ -183,15 +188,17 @@ pub fn parse_line<F>(student: F) -> CheckResult
 where
     F: Fn(&str) -> Option<(String, String, bool)>,
 {
+    super::exam::answer("4.2", |line: &String| student(line), check_parse_line)
+}
+
+pub(crate) fn check_parse_line(
+    student: &mut dyn Ask<String, Option<(String, String, bool)>>,
+) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 4.2 — read a feedback line, reject malformed ones",
         "parse with `serde_json::from_str::<Value>`, then `as_object()`, check the keys, \
          `as_str()` / `as_bool()` each field; every `?` on an Option returns None early",
-    )
-    .forbid(&[
-        "checks::lab4::reference_parse",
-        "feedback::Record::parse_line",
-    ]);
+    );
     let cases = [
         (
             "a thumbs up",
@@ -242,7 +249,7 @@ where
     ];
     for (name, line) in cases {
         let expected = reference_parse(line);
-        let Some(got) = check.call(|| student(line)) else {
+        let Some(got) = check.ask(student, &line.to_owned()) else {
             continue;
         };
         check.equal(name, expected, got);
@@ -250,15 +257,17 @@ where
     check.finish()
 }
 
-/// The reference of exercise 4.3: [`advise`]'s range of λD for the given λU (λD itself
-/// does not matter), or `None` when a class is empty or λU is not positive.
-pub fn reference_range(
-    n_desirable: usize,
-    n_undesirable: usize,
-    undesirable_weight: f64,
-) -> Option<(f64, f64)> {
-    let a = advise(n_desirable, n_undesirable, 1.0, undesirable_weight).ok()?;
-    Some((a.desirable_weight_range[0], a.desirable_weight_range[1]))
+answer_key! {
+    /// The reference of exercise 4.3: [`advise`]'s range of λD for the given λU (λD itself
+    /// does not matter), or `None` when a class is empty or λU is not positive.
+    pub fn reference_range(
+        n_desirable: usize,
+        n_undesirable: usize,
+        undesirable_weight: f64,
+    ) -> Option<(f64, f64)> {
+        let a = advise(n_desirable, n_undesirable, 1.0, undesirable_weight).ok()?;
+        Some((a.desirable_weight_range[0], a.desirable_weight_range[1]))
+    }
 }
 
 /// Exercise 4.3 — `student(n_desirable, n_undesirable, undesirable_weight)` must return the
@@ -268,12 +277,21 @@ pub fn desirable_weight_range<F>(student: F) -> CheckResult
 where
     F: Fn(usize, usize, f64) -> Option<(f64, f64)>,
 {
+    super::exam::answer(
+        "4.3",
+        |&(d, u, w): &(usize, usize, f64)| student(d, u, w),
+        check_desirable_weight_range,
+    )
+}
+
+pub(crate) fn check_desirable_weight_range(
+    student: &mut dyn Ask<(usize, usize, f64), Option<(f64, f64)>>,
+) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 4.3 — the λD that balances the classes",
         "solve 1 ≤ λD·nD / (λU·nU) ≤ 4/3 for λD: low = λU·nU/nD, high = (4/3)·low; \
          with nD = 0 or nU = 0 there is no range (None)",
-    )
-    .forbid(&["feedback::advise"]);
+    );
     let mut cases: Vec<(String, usize, usize, f64)> = vec![
         (
             "10 up, 100 down (the paper's 90% drop)".into(),
@@ -301,7 +319,7 @@ where
     }
     for (name, d, u, w) in cases {
         let expected = reference_range(d, u, w);
-        let Some(got) = check.call(|| student(d, u, w)) else {
+        let Some(got) = check.ask(student, &(d, u, w)) else {
             continue;
         };
         let ok = match (expected, got) {
@@ -456,12 +474,6 @@ mod tests {
         let f = failed(&r);
         assert!(
             f.contains(&"quotes, a backslash and a newline: still one line each"),
-            "{r}"
-        );
-        // (and the library call it made is named)
-        assert!(
-            r.reference_calls
-                .contains(&"feedback::final_votes".to_string()),
             "{r}"
         );
         let r = training_lines(|_: &[Click]| -> Vec<String> { todo!() });

@@ -16,7 +16,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use super::lab1::close_opt;
-use super::{CheckResult, Checker};
+use super::{Ask, CheckResult, Checker};
 use crate::feedback::{self, SEED_FEEDBACK};
 use crate::losses::plain;
 use crate::losses::ExampleBatch;
@@ -31,6 +31,21 @@ pub type WriteFeedbackFn<'a> = dyn Fn(&Path, &[(&str, &str, bool)]) -> std::io::
 
 const TOL: f64 = 1e-5;
 
+/// Exercises 5.1's and 5.2's question: the four log-prob slices and β, in [`plain::dpo`]'s
+/// order.
+pub(crate) type PairsQuestion = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, f32);
+
+/// Calls `f` with a question's slices and β.
+trait ApplyPairs {
+    fn apply<R>(&self, f: impl FnOnce(&[f32], &[f32], &[f32], &[f32], f32) -> R) -> R;
+}
+
+impl ApplyPairs for PairsQuestion {
+    fn apply<R>(&self, f: impl FnOnce(&[f32], &[f32], &[f32], &[f32], f32) -> R) -> R {
+        f(&self.0, &self.1, &self.2, &self.3, self.4)
+    }
+}
+
 /// One set of pairs: the four log-prob slices and β.
 struct Pairs {
     name: String,
@@ -42,6 +57,16 @@ struct Pairs {
 }
 
 impl Pairs {
+    fn question(&self) -> PairsQuestion {
+        (
+            self.policy_chosen.clone(),
+            self.policy_rejected.clone(),
+            self.reference_chosen.clone(),
+            self.reference_rejected.clone(),
+            self.beta,
+        )
+    }
+
     /// `f(policy_chosen, policy_rejected, reference_chosen, reference_rejected, β)`: the
     /// argument order of [`plain::dpo`] and of exercises 5.1 and 5.2.
     fn apply<R>(&self, f: impl FnOnce(&[f32], &[f32], &[f32], &[f32], f32) -> R) -> R {
@@ -117,21 +142,20 @@ fn inputs() -> Vec<Pairs> {
 /// Exercise 5.1 — DPO's loss: mean over pairs of −log σ(β·[(πc − rc) − (πr − rr)]); `None` for
 /// no pairs. Compared with [`plain::dpo`].
 pub fn dpo_loss(f: impl Fn(&[f32], &[f32], &[f32], &[f32], f32) -> Option<f32>) -> CheckResult {
-    check_dpo_loss(&f)
+    super::exam::answer("5.1", |p: &PairsQuestion| p.apply(&f), check_dpo_loss)
 }
 
-fn check_dpo_loss(f: &DpoLossFn) -> CheckResult {
+pub(crate) fn check_dpo_loss(f: &mut dyn Ask<PairsQuestion, Option<f32>>) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 5.1 — the DPO loss",
         "per pair: margin = β·[(policy_chosen − reference_chosen) − (policy_rejected − \
          reference_rejected)], loss = −log σ(margin); then the mean over pairs. −log σ(−200) = \
          200 must stay finite: compute in f64 or use kto_lab::math::log_sigmoid. No pairs gives \
          None.",
-    )
-    .forbid(&["losses::dpo"]);
+    );
     for p in inputs() {
         let expected = p.apply(plain::dpo).ok().map(|o| f64::from(o.metrics.loss));
-        let Some(got) = check.call(|| p.apply(f)) else {
+        let Some(got) = check.ask(f, &p.question()) else {
             continue;
         };
         close_opt(&mut check, p.name, expected, got.map(f64::from), TOL);
@@ -145,24 +169,23 @@ fn check_dpo_loss(f: &DpoLossFn) -> CheckResult {
 pub fn dpo_grads(
     f: impl Fn(&[f32], &[f32], &[f32], &[f32], f32) -> (Vec<f32>, Vec<f32>),
 ) -> CheckResult {
-    check_dpo_grads(&f)
+    super::exam::answer("5.2", |p: &PairsQuestion| p.apply(&f), check_dpo_grads)
 }
 
-fn check_dpo_grads(f: &DpoGradsFn) -> CheckResult {
+pub(crate) fn check_dpo_grads(f: &mut dyn Ask<PairsQuestion, (Vec<f32>, Vec<f32>)>) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 5.2 — DPO's push on each side of a pair",
         "with m = the pair's margin and n pairs: ∂loss/∂policy_chosen = −β·σ(−m)/n and \
          ∂loss/∂policy_rejected = +β·σ(−m)/n (the 1/n comes from the mean). Same size, \
          opposite signs.",
-    )
-    .forbid(&["losses::dpo"]);
+    );
     let to64 = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| f64::from(x)).collect() };
     for p in inputs() {
         let (want_c, want_r) = match p.apply(plain::dpo) {
             Ok(o) => (o.grad_policy_chosen_logps, o.grad_policy_rejected_logps),
             Err(_) => (Vec::new(), Vec::new()),
         };
-        let Some((got_c, got_r)) = check.call(|| p.apply(f)) else {
+        let Some((got_c, got_r)) = check.ask(f, &p.question()) else {
             continue;
         };
         check.close_all(
@@ -245,10 +268,57 @@ fn line_problem(text: &str, row: &(&str, &str, bool)) -> Option<String> {
 pub fn write_feedback(
     f: impl Fn(&Path, &[(&str, &str, bool)]) -> std::io::Result<()>,
 ) -> CheckResult {
-    check_write_feedback(&f)
+    super::exam::answer(
+        "5.3",
+        |q: &WriteQuestion| answer_write_feedback(&f, q),
+        check_write_feedback,
+    )
 }
 
-fn check_write_feedback(f: &WriteFeedbackFn) -> CheckResult {
+/// Exercise 5.3's question: the rows, and whether an old file is there to be replaced.
+pub(crate) type WriteQuestion = (Vec<(String, String, bool)>, bool);
+
+/// What exercise 5.3's check reads of the student's write: the file's text, or why there is
+/// none.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Written {
+    /// The check could not prepare the scratch folder or the old file.
+    Setup(String),
+    /// The student's function returned this error.
+    Failed(String),
+    /// The file could not be read back as UTF-8.
+    Unreadable(String),
+    /// The file's text.
+    Text(String),
+}
+
+/// Runs the student's writer on a fresh path in a scratch folder (over an old file when asked)
+/// and reads the file back.
+fn answer_write_feedback(f: &WriteFeedbackFn, (rows, old_file): &WriteQuestion) -> Written {
+    let scratch = match Scratch::new() {
+        Ok(s) => s,
+        Err(e) => return Written::Setup(format!("a scratch folder: {e}")),
+    };
+    let path = scratch.0.join("feedback.jsonl");
+    if *old_file {
+        if let Err(e) = std::fs::write(&path, "{\"old\": \"content\"}\n".repeat(20)) {
+            return Written::Setup(format!("the old file: {e}"));
+        }
+    }
+    let rows: Vec<(&str, &str, bool)> = rows
+        .iter()
+        .map(|(p, c, l)| (p.as_str(), c.as_str(), *l))
+        .collect();
+    if let Err(e) = f(&path, &rows) {
+        return Written::Failed(e.to_string());
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Written::Text(t),
+        Err(e) => Written::Unreadable(e.to_string()),
+    }
+}
+
+pub(crate) fn check_write_feedback(f: &mut dyn Ask<WriteQuestion, Written>) -> CheckResult {
     let mut check = Checker::new(
         "Exercise 5.3 — thumbs up/down to JSONL",
         "build each line with serde_json::json!({\"prompt\": p, \"completion\": c, \"label\": l}) \
@@ -274,42 +344,51 @@ fn check_write_feedback(f: &WriteFeedbackFn) -> CheckResult {
         ("no rows", &[], false),
     ];
     for (k, (name, rows, old_file)) in scenarios.into_iter().enumerate() {
-        let path = scratch.0.join(format!("feedback-{k}.jsonl"));
-        if old_file {
-            if let Err(e) = std::fs::write(&path, "{\"old\": \"content\"}\n".repeat(20)) {
+        let question: WriteQuestion = (
+            rows.iter()
+                .map(|&(p, c, l)| (p.to_owned(), c.to_owned(), l))
+                .collect(),
+            old_file,
+        );
+        let Some(written) = check.ask(f, &question) else {
+            continue;
+        };
+        let text = match written {
+            Written::Text(t) => t,
+            Written::Setup(e) => {
                 check.case(
-                    format!("{name}: old file"),
-                    "written",
+                    format!("{name}: setup"),
+                    "done",
                     format!("error: {e}"),
                     false,
                 );
                 continue;
             }
-        }
-        let Some(result) = check.call(|| f(&path, rows)) else {
-            continue;
-        };
-        if let Err(e) = result {
-            check.case(
-                format!("{name}: writes the file"),
-                "Ok(())",
-                format!("Err({e})"),
-                false,
-            );
-            continue;
-        }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
+            Written::Failed(e) => {
                 check.case(
-                    format!("{name}: file exists"),
-                    "a UTF-8 file",
-                    format!("{e}"),
+                    format!("{name}: writes the file"),
+                    "Ok(())",
+                    format!("Err({e})"),
                     false,
                 );
                 continue;
             }
+            Written::Unreadable(e) => {
+                check.case(format!("{name}: file exists"), "a UTF-8 file", e, false);
+                continue;
+            }
         };
+        // The judge reads its own copy of the text with the library's reader.
+        let path = scratch.0.join(format!("feedback-{k}.jsonl"));
+        if let Err(e) = std::fs::write(&path, &text) {
+            check.case(
+                format!("{name}: a copy to read"),
+                "written",
+                format!("error: {e}"),
+                false,
+            );
+            continue;
+        }
         let lines: Vec<&str> = text.lines().collect();
         check.equal(format!("{name}: number of lines"), rows.len(), lines.len());
         let ends_ok = text.is_empty() || text.ends_with('\n');

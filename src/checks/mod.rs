@@ -16,6 +16,7 @@
 //! Every result is also remembered for the kernel's lifetime, so the last cell of a lab can show
 //! where the student stands: `checks::lab1::progress()` ([`progress`]).
 
+pub mod exam;
 pub mod grading;
 pub mod lab1;
 pub mod lab2;
@@ -74,9 +75,6 @@ pub struct CheckResult {
     pub cases: Vec<Case>,
     /// What to look at when a case fails.
     pub hint: String,
-    /// The library references the student's code called that this check forbids (each one
-    /// also fails a case).
-    pub reference_calls: Vec<String>,
     /// How many of `cases` are hidden tests (their names start with `hidden: `); 0 outside a
     /// solution or grading run.
     pub hidden: usize,
@@ -108,11 +106,6 @@ impl CheckResult {
             name: format!("hidden: {}", c.name),
             ..c
         }));
-        for call in extra.reference_calls {
-            if !self.reference_calls.contains(&call) {
-                self.reference_calls.push(call);
-            }
-        }
         self.status = match (self.status, extra.status) {
             (Status::NotDone, _) | (_, Status::NotDone) => Status::NotDone,
             (Status::Passed, Status::Passed) => Status::Passed,
@@ -225,6 +218,26 @@ pub enum Interrupted {
     Panicked(String),
 }
 
+/// How a check puts a question to the student's code: the inputs of one call (`Q`), and what
+/// the call returned (`A`).
+///
+/// In a notebook the question is answered right here ([`Local`]); while grading, in the
+/// student's own process, over the grader's socket ([`exam`]) — the check, its expected values
+/// and its verdict stay on the grader's side.
+pub trait Ask<Q, A> {
+    /// Calls the student's code on `question`; a `todo!()` or a panic is an [`Interrupted`].
+    fn ask(&mut self, question: &Q) -> Result<A, Interrupted>;
+}
+
+/// The student's function, called in this process, panics caught ([`guarded`]).
+pub struct Local<F>(pub F);
+
+impl<Q, A, F: FnMut(&Q) -> A> Ask<Q, A> for Local<F> {
+    fn ask(&mut self, question: &Q) -> Result<A, Interrupted> {
+        guarded(|| (self.0)(question))
+    }
+}
+
 /// Builds a [`CheckResult`] case by case.
 ///
 /// ```
@@ -244,8 +257,6 @@ pub struct Checker {
     hint: String,
     cases: Vec<Case>,
     not_done: bool,
-    forbidden: &'static [&'static str],
-    reference_calls: Vec<String>,
 }
 
 /// Serializes the swap of the process-wide panic hook.
@@ -259,16 +270,7 @@ impl Checker {
             hint: hint.into(),
             cases: Vec::new(),
             not_done: false,
-            forbidden: &[],
-            reference_calls: Vec::new(),
         }
-    }
-
-    /// Forbids the student's code to call these library references (names as passed to
-    /// [`grading::reference`]): the exercise is to write them. A call fails the check.
-    pub fn forbid(mut self, references: &'static [&'static str]) -> Self {
-        self.forbidden = references;
-        self
     }
 
     /// Runs student code, catching a panic. `None` when it did not return: a `todo!()` marks the
@@ -278,12 +280,21 @@ impl Checker {
         if self.not_done {
             return None;
         }
-        let (result, called) = grading::watch(|| guarded(f));
-        for name in called {
-            if self.forbidden.contains(&name) && !self.reference_calls.iter().any(|c| c == name) {
-                self.reference_calls.push(name.to_owned());
-            }
+        let result = guarded(f);
+        self.settle(result)
+    }
+
+    /// Puts `question` to the student's code (see [`Ask`]): like [`Checker::call`], `None`
+    /// when it did not answer.
+    pub fn ask<Q, A>(&mut self, student: &mut dyn Ask<Q, A>, question: &Q) -> Option<A> {
+        if self.not_done {
+            return None;
         }
+        let result = student.ask(question);
+        self.settle(result)
+    }
+
+    fn settle<T>(&mut self, result: Result<T, Interrupted>) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(Interrupted::NotDone) => {
@@ -348,15 +359,7 @@ impl Checker {
 
     /// The result: not done if a `todo!()` was hit, passed if every case agreed (and there was
     /// at least one), failed otherwise.
-    pub fn finish(mut self) -> CheckResult {
-        for name in &self.reference_calls {
-            self.cases.push(Case {
-                name: "written without the library's reference".into(),
-                expected: format!("no call to kto_lab::{name}"),
-                got: format!("calls kto_lab::{name}"),
-                ok: false,
-            });
-        }
+    pub fn finish(self) -> CheckResult {
         let status = if self.not_done {
             Status::NotDone
         } else if !self.cases.is_empty() && self.cases.iter().all(|c| c.ok) {
@@ -369,7 +372,6 @@ impl Checker {
             status,
             cases: self.cases,
             hint: self.hint,
-            reference_calls: self.reference_calls,
             hidden: 0,
         };
         progress::record(&result);

@@ -23,9 +23,12 @@
 mod policy;
 mod run;
 
-pub use policy::{
-    demo_examples, kto_demo, kto_demo_chart, kto_loss, kto_step, KtoBatch, Policy, TracedLogps,
-};
+pub use policy::{demo_examples, kto_demo, kto_demo_chart, KtoBatch, Policy, TracedLogps};
+// Exercise 3.3's answers: crate-private in the grader's build (`answer_key!`).
+#[cfg(not(feature = "exam"))]
+pub use policy::{kto_loss, kto_step};
+#[cfg(feature = "exam")]
+pub(crate) use policy::{kto_loss, kto_step};
 pub use run::{train, train_with, ClassroomRun, Samples, Which};
 
 use std::fmt;
@@ -247,14 +250,15 @@ pub fn sequence_logprobs(
     Ok(model.sequence_logprobs(batch, NoneTape)?.as_vec())
 }
 
-/// The reference of exercise 3.2: log π(y|x) per row = Σ_t mask[r, t] · logps[r, t], `(B,)`.
-/// The gradient tape, if any, flows through.
-pub fn masked_sequence_sum<T: Tape<f32, Dev>>(
-    token_logps: Tensor<(usize, usize), f32, Dev, T>,
-    mask: Tensor<(usize, usize), f32, Dev>,
-) -> Tensor<(usize,), f32, Dev, T> {
-    crate::checks::grading::reference("classroom::masked_sequence_sum");
-    (token_logps * mask).sum::<(usize,), Axis<1>>()
+answer_key! {
+    /// The reference of exercise 3.2: log π(y|x) per row = Σ_t mask[r, t] · logps[r, t], `(B,)`.
+    /// The gradient tape, if any, flows through.
+    pub fn masked_sequence_sum<T: Tape<f32, Dev>>(
+        token_logps: Tensor<(usize, usize), f32, Dev, T>,
+        mask: Tensor<(usize, usize), f32, Dev>,
+    ) -> Tensor<(usize,), f32, Dev, T> {
+        (token_logps * mask).sum::<(usize,), Axis<1>>()
+    }
 }
 
 /// A new, empty folder for the files a notebook writes, under the system's temp folder:

@@ -165,25 +165,27 @@ fn kto_of<T: Tape<f32, Dev>>(
     )?)
 }
 
-/// The loss and metrics of `batch` under `policy` now, without changing anything.
-pub fn kto_loss(
-    policy: &Policy,
-    batch: &KtoBatch,
-    cfg: &KtoConfig,
-) -> Result<KtoMetrics, TrainError> {
-    crate::checks::grading::reference("classroom::kto_loss");
-    let logps = policy.model.sequence_logprobs(&batch.tokens, NoneTape)?;
-    Ok(kto_of(policy, logps, batch, cfg)?.1)
+answer_key! {
+    /// The loss and metrics of `batch` under `policy` now, without changing anything.
+    pub fn kto_loss(
+        policy: &Policy,
+        batch: &KtoBatch,
+        cfg: &KtoConfig,
+    ) -> Result<KtoMetrics, TrainError> {
+        let logps = policy.model.sequence_logprobs(&batch.tokens, NoneTape)?;
+        Ok(kto_of(policy, logps, batch, cfg)?.1)
+    }
 }
 
-/// The reference of exercise 3.3: one KTO step (the paper's loss, TRL's `KTOTrainer`) on `batch`.
-/// Returns the loss *before* the update.
-pub fn kto_step(policy: &mut Policy, batch: &KtoBatch, cfg: &KtoConfig) -> Result<f32, TrainError> {
-    crate::checks::grading::reference("classroom::kto_step");
-    let logps = policy.logprobs(&batch.tokens)?;
-    let (loss, metrics) = kto_of(policy, logps, batch, cfg)?;
-    policy.step(loss.backward());
-    Ok(metrics.loss)
+answer_key! {
+    /// The reference of exercise 3.3: one KTO step (the paper's loss, TRL's `KTOTrainer`) on `batch`.
+    /// Returns the loss *before* the update.
+    pub fn kto_step(policy: &mut Policy, batch: &KtoBatch, cfg: &KtoConfig) -> Result<f32, TrainError> {
+        let logps = policy.logprobs(&batch.tokens)?;
+        let (loss, metrics) = kto_of(policy, logps, batch, cfg)?;
+        policy.step(loss.backward());
+        Ok(metrics.loss)
+    }
 }
 
 /// A small real batch from the toy world: for each of the first `n_prompts` training prompts

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use super::Record;
 
 /// One click on an answer's feedback buttons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Vote {
     /// 👍
     Up,
@@ -23,7 +23,7 @@ pub enum Vote {
 }
 
 /// A click on the answer `completion` to `prompt`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Click {
     /// The user's message.
     pub prompt: String,
@@ -44,26 +44,27 @@ impl Click {
     }
 }
 
-/// One record per answer clicked: its last vote (👍 desirable, 👎 undesirable; an answer whose
-/// last click is [`Vote::Clear`] has none), in the order the answers were first clicked.
-pub fn final_votes(clicks: &[Click]) -> Vec<Record> {
-    crate::checks::grading::reference("feedback::final_votes");
-    let mut first_seen: Vec<(&str, &str)> = Vec::new();
-    let mut last: HashMap<(&str, &str), Vote> = HashMap::new();
-    for click in clicks {
-        let answer = (click.prompt.as_str(), click.completion.as_str());
-        if last.insert(answer, click.vote).is_none() {
-            first_seen.push(answer);
+answer_key! {
+    /// One record per answer clicked: its last vote (👍 desirable, 👎 undesirable; an answer whose
+    /// last click is [`Vote::Clear`] has none), in the order the answers were first clicked.
+    pub fn final_votes(clicks: &[Click]) -> Vec<Record> {
+        let mut first_seen: Vec<(&str, &str)> = Vec::new();
+        let mut last: HashMap<(&str, &str), Vote> = HashMap::new();
+        for click in clicks {
+            let answer = (click.prompt.as_str(), click.completion.as_str());
+            if last.insert(answer, click.vote).is_none() {
+                first_seen.push(answer);
+            }
         }
+        first_seen
+            .into_iter()
+            .filter_map(|answer| match last[&answer] {
+                Vote::Up => Some(Record::desirable(answer.0, answer.1)),
+                Vote::Down => Some(Record::undesirable(answer.0, answer.1)),
+                Vote::Clear => None,
+            })
+            .collect()
     }
-    first_seen
-        .into_iter()
-        .filter_map(|answer| match last[&answer] {
-            Vote::Up => Some(Record::desirable(answer.0, answer.1)),
-            Vote::Down => Some(Record::undesirable(answer.0, answer.1)),
-            Vote::Clear => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -92,110 +92,111 @@ pub struct ImbalanceAdvice {
     pub message: String,
 }
 
-/// Check λD·nD / (λU·nU) against the paper's range [1, 4/3] and suggest weights.
-///
-/// Errors when a class is empty (the ratio is undefined) or a weight is not positive and
-/// finite.
-///
-/// ```
-/// use kto_lab::feedback::advise;
-/// let a = advise(10, 100, 1.0, 1.0).unwrap();
-/// assert!(!a.in_range);
-/// assert_eq!(a.desirable_weight_range[0], 10.0);
-/// assert_eq!(a.suggested_desirable_weight, 10.0);
-/// ```
-pub fn advise(
-    n_desirable: usize,
-    n_undesirable: usize,
-    desirable_weight: f64,
-    undesirable_weight: f64,
-) -> Result<ImbalanceAdvice, ImbalanceError> {
-    crate::checks::grading::reference("feedback::advise");
-    for (name, value) in [
-        ("desirable_weight", desirable_weight),
-        ("undesirable_weight", undesirable_weight),
-    ] {
-        if !(value.is_finite() && value > 0.0) {
-            return Err(ImbalanceError::InvalidWeight { name, value });
+answer_key! {
+    /// Check λD·nD / (λU·nU) against the paper's range [1, 4/3] and suggest weights.
+    ///
+    /// Errors when a class is empty (the ratio is undefined) or a weight is not positive and
+    /// finite.
+    ///
+    /// ```
+    /// use kto_lab::feedback::advise;
+    /// let a = advise(10, 100, 1.0, 1.0).unwrap();
+    /// assert!(!a.in_range);
+    /// assert_eq!(a.desirable_weight_range[0], 10.0);
+    /// assert_eq!(a.suggested_desirable_weight, 10.0);
+    /// ```
+    pub fn advise(
+        n_desirable: usize,
+        n_undesirable: usize,
+        desirable_weight: f64,
+        undesirable_weight: f64,
+    ) -> Result<ImbalanceAdvice, ImbalanceError> {
+        for (name, value) in [
+            ("desirable_weight", desirable_weight),
+            ("undesirable_weight", undesirable_weight),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(ImbalanceError::InvalidWeight { name, value });
+            }
         }
-    }
-    match (n_desirable, n_undesirable) {
-        (0, 0) => return Err(ImbalanceError::NoData),
-        (count, 0) => {
-            return Err(ImbalanceError::OneClass {
-                present: "desirable (thumbs-up)",
-                missing: "undesirable (thumbs-down)",
-                count,
-            })
+        match (n_desirable, n_undesirable) {
+            (0, 0) => return Err(ImbalanceError::NoData),
+            (count, 0) => {
+                return Err(ImbalanceError::OneClass {
+                    present: "desirable (thumbs-up)",
+                    missing: "undesirable (thumbs-down)",
+                    count,
+                })
+            }
+            (0, count) => {
+                return Err(ImbalanceError::OneClass {
+                    present: "undesirable (thumbs-down)",
+                    missing: "desirable (thumbs-up)",
+                    count,
+                })
+            }
+            _ => {}
         }
-        (0, count) => {
-            return Err(ImbalanceError::OneClass {
-                present: "undesirable (thumbs-down)",
-                missing: "desirable (thumbs-up)",
-                count,
-            })
-        }
-        _ => {}
-    }
-    let (lo, hi) = RECOMMENDED_RATIO;
-    let (nd, nu) = (n_desirable as f64, n_undesirable as f64);
-    let ratio = desirable_weight * nd / (undesirable_weight * nu);
-    let in_range = ratio >= lo * (1.0 - TOLERANCE) && ratio <= hi * (1.0 + TOLERANCE);
+        let (lo, hi) = RECOMMENDED_RATIO;
+        let (nd, nu) = (n_desirable as f64, n_undesirable as f64);
+        let ratio = desirable_weight * nd / (undesirable_weight * nu);
+        let in_range = ratio >= lo * (1.0 - TOLERANCE) && ratio <= hi * (1.0 + TOLERANCE);
 
-    let d_low = undesirable_weight * nu / nd * lo;
-    let d_high = undesirable_weight * nu / nd * hi;
-    let u_low = desirable_weight * nd / (nu * hi);
-    let u_high = desirable_weight * nd / (nu * lo);
+        let d_low = undesirable_weight * nu / nd * lo;
+        let d_high = undesirable_weight * nu / nd * hi;
+        let u_low = desirable_weight * nd / (nu * hi);
+        let u_high = desirable_weight * nd / (nu * lo);
 
-    let (suggested_d, suggested_u) = if in_range {
-        (desirable_weight, undesirable_weight)
-    } else {
-        (round_sig(d_low, Round::Up), round_sig(u_high, Round::Down))
-    };
-
-    let sides = format!(
-        "{n_desirable} desirable × λD {} vs {n_undesirable} undesirable × λU {}",
-        num(desirable_weight),
-        num(undesirable_weight)
-    );
-    let message = if in_range {
-        format!(
-            "λD·nD / (λU·nU) = {} ({sides}) lies in the recommended range [1, 4/3]: the weights fit the data.",
-            num(ratio)
-        )
-    } else {
-        let (where_, which) = if ratio < lo {
-            ("below", "desirable examples are under-weighted")
+        let (suggested_d, suggested_u) = if in_range {
+            (desirable_weight, undesirable_weight)
         } else {
-            ("above", "desirable examples are over-weighted")
+            (round_sig(d_low, Round::Up), round_sig(u_high, Round::Down))
         };
-        format!(
-            "λD·nD / (λU·nU) = {} ({sides}) is {where_} the recommended range [1, 4/3]: {which}. \
-             Change ONE weight: desirable_weight in [{}, {}] (suggested {}), \
-             OR undesirable_weight in [{}, {}] (suggested {}).",
-            num(ratio),
-            num(round_sig(d_low, Round::Up)),
-            num(round_sig(d_high, Round::Down)),
-            num(suggested_d),
-            num(round_sig(u_low, Round::Up)),
-            num(round_sig(u_high, Round::Down)),
-            num(suggested_u),
-        )
-    };
 
-    Ok(ImbalanceAdvice {
-        n_desirable,
-        n_undesirable,
-        desirable_weight,
-        undesirable_weight,
-        ratio,
-        in_range,
-        desirable_weight_range: [d_low, d_high],
-        undesirable_weight_range: [u_low, u_high],
-        suggested_desirable_weight: suggested_d,
-        suggested_undesirable_weight: suggested_u,
-        message,
-    })
+        let sides = format!(
+            "{n_desirable} desirable × λD {} vs {n_undesirable} undesirable × λU {}",
+            num(desirable_weight),
+            num(undesirable_weight)
+        );
+        let message = if in_range {
+            format!(
+                "λD·nD / (λU·nU) = {} ({sides}) lies in the recommended range [1, 4/3]: the weights fit the data.",
+                num(ratio)
+            )
+        } else {
+            let (where_, which) = if ratio < lo {
+                ("below", "desirable examples are under-weighted")
+            } else {
+                ("above", "desirable examples are over-weighted")
+            };
+            format!(
+                "λD·nD / (λU·nU) = {} ({sides}) is {where_} the recommended range [1, 4/3]: {which}. \
+                 Change ONE weight: desirable_weight in [{}, {}] (suggested {}), \
+                 OR undesirable_weight in [{}, {}] (suggested {}).",
+                num(ratio),
+                num(round_sig(d_low, Round::Up)),
+                num(round_sig(d_high, Round::Down)),
+                num(suggested_d),
+                num(round_sig(u_low, Round::Up)),
+                num(round_sig(u_high, Round::Down)),
+                num(suggested_u),
+            )
+        };
+
+        Ok(ImbalanceAdvice {
+            n_desirable,
+            n_undesirable,
+            desirable_weight,
+            undesirable_weight,
+            ratio,
+            in_range,
+            desirable_weight_range: [d_low, d_high],
+            undesirable_weight_range: [u_low, u_high],
+            suggested_desirable_weight: suggested_d,
+            suggested_undesirable_weight: suggested_u,
+            message,
+        })
+    }
 }
 
 impl fmt::Display for ImbalanceAdvice {

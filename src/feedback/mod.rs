@@ -45,10 +45,20 @@ mod record;
 mod store;
 mod unpair;
 
-pub use clicks::{final_votes, Click, Vote};
+pub use clicks::{Click, Vote};
+// The graded exercises' answers: crate-private in the grader's build (`answer_key!`).
+#[cfg(not(feature = "exam"))]
+pub use clicks::final_votes;
+#[cfg(feature = "exam")]
+pub(crate) use clicks::final_votes;
 pub use error::FeedbackError;
 pub use guide::{analyze, DatasetFormat, GuideReport, Method, DECISION_GUIDE};
-pub use imbalance::{advise, ImbalanceAdvice, ImbalanceError, RECOMMENDED_RATIO};
+pub use imbalance::{ImbalanceAdvice, ImbalanceError, RECOMMENDED_RATIO};
+// The graded exercises' answers: crate-private in the grader's build (`answer_key!`).
+#[cfg(not(feature = "exam"))]
+pub use imbalance::advise;
+#[cfg(feature = "exam")]
+pub(crate) use imbalance::advise;
 pub use jsonl::TornTail;
 pub use record::{Message, PairedRecord, Record, Role, Text};
 pub use store::{Appended, Exported, FeedbackStore, Loaded, Stats, TailRepair};

@@ -211,16 +211,17 @@ impl Record {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// The record as one JSON line (no trailing newline) in TRL's KTO training format:
-    /// exactly `{"prompt":...,"completion":...,"label":...}`, metadata dropped.
-    pub fn to_training_line(&self) -> String {
-        crate::checks::grading::reference("feedback::Record::to_training_line");
-        let row = TrainingRow {
-            prompt: &self.prompt,
-            completion: &self.completion,
-            label: self.label,
-        };
-        serde_json::to_string(&row).unwrap_or_default()
+    answer_key! {
+        /// The record as one JSON line (no trailing newline) in TRL's KTO training format:
+        /// exactly `{"prompt":...,"completion":...,"label":...}`, metadata dropped.
+        pub fn to_training_line(&self) -> String {
+            let row = TrainingRow {
+                prompt: &self.prompt,
+                completion: &self.completion,
+                label: self.label,
+            };
+            serde_json::to_string(&row).unwrap_or_default()
+        }
     }
 
     /// Check the rules a parsed line must also obey: no blank text, prompt and completion in
@@ -237,10 +238,11 @@ impl Record {
         check_exchange(&self.prompt, &self.completion, "completion")
     }
 
-    /// Parse one line of a JSONL file; errors name `path:line` and the field.
-    pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Record, FeedbackError> {
-        crate::checks::grading::reference("feedback::Record::parse_line");
-        Record::from_value(&json_line(text, path, line)?).map_err(|p| p.at(path, line))
+    answer_key! {
+        /// Parse one line of a JSONL file; errors name `path:line` and the field.
+        pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Record, FeedbackError> {
+            Record::from_value(&json_line(text, path, line)?).map_err(|p| p.at(path, line))
+        }
     }
 
     pub(crate) fn from_value(value: &Value) -> Result<Record, Problem> {

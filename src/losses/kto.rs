@@ -88,60 +88,62 @@ pub struct KtoMetrics {
     pub count_rejected: usize,
 }
 
-/// The reference point z0 = max(0, mean(policy − reference)) over the mismatched (KL) pairs.
-///
-/// The two slices are log-probs of the *same* mismatched pairs under the policy and the reference.
-pub fn reference_point(
-    kl_policy_logps: &[f32],
-    kl_reference_logps: &[f32],
-) -> Result<f32, LossError> {
-    crate::checks::grading::reference("losses::kto::reference_point");
-    if kl_policy_logps.is_empty() {
-        return Err(LossError::EmptyBatch {
-            field: "kl_policy_logps",
-        });
+answer_key! {
+    /// The reference point z0 = max(0, mean(policy − reference)) over the mismatched (KL) pairs.
+    ///
+    /// The two slices are log-probs of the *same* mismatched pairs under the policy and the reference.
+    pub fn reference_point(
+        kl_policy_logps: &[f32],
+        kl_reference_logps: &[f32],
+    ) -> Result<f32, LossError> {
+        if kl_policy_logps.is_empty() {
+            return Err(LossError::EmptyBatch {
+                field: "kl_policy_logps",
+            });
+        }
+        check_finite(
+            "kl_policy_logps",
+            kl_policy_logps,
+            "kl_policy_logps",
+            kl_policy_logps.len(),
+        )?;
+        check_finite(
+            "kl_reference_logps",
+            kl_reference_logps,
+            "kl_policy_logps",
+            kl_policy_logps.len(),
+        )?;
+        let sum: f64 = kl_policy_logps
+            .iter()
+            .zip(kl_reference_logps)
+            .map(|(p, r)| (p - r) as f64)
+            .sum();
+        Ok(((sum / kl_policy_logps.len() as f64) as f32).max(0.0))
     }
-    check_finite(
-        "kl_policy_logps",
-        kl_policy_logps,
-        "kl_policy_logps",
-        kl_policy_logps.len(),
-    )?;
-    check_finite(
-        "kl_reference_logps",
-        kl_reference_logps,
-        "kl_policy_logps",
-        kl_policy_logps.len(),
-    )?;
-    let sum: f64 = kl_policy_logps
-        .iter()
-        .zip(kl_reference_logps)
-        .map(|(p, r)| (p - r) as f64)
-        .sum();
-    Ok(((sum / kl_policy_logps.len() as f64) as f32).max(0.0))
 }
 
-/// The KTO loss (as in the paper, TRL's `loss_type="kto"`).
-///
-/// - `policy_logps`: log πθ(y_i|x_i), carrying the gradient tape.
-/// - `reference_logps`: log πref(y_i|x_i).
-/// - `kl_policy_logps`, `kl_reference_logps`: log-probs of the mismatched pairs (x_i, y_(i+1 mod n))
-///   under policy and reference; used without gradient, only to estimate z0.
-/// - `labels[i]`: `true` for thumbs up.
-///
-/// A batch with one class only uses that class. An empty batch, lengths that don't line up,
-/// NaN/inf log-probs or a non-positive β/weight are errors.
-pub fn kto<D: Device<f32>, T: Tape<f32, D>>(
-    policy_logps: Batch<D, T>,
-    reference_logps: &Batch<D>,
-    kl_policy_logps: &Batch<D>,
-    kl_reference_logps: &Batch<D>,
-    labels: &[bool],
-    cfg: &KtoConfig,
-) -> Result<(Scalar<D, T>, KtoMetrics), LossError> {
-    crate::checks::grading::reference("losses::kto");
-    let z0 = reference_point(&host(kl_policy_logps), &host(kl_reference_logps))?;
-    unpaired_loss(policy_logps, reference_logps, labels, z0, cfg)
+answer_key! {
+    /// The KTO loss (as in the paper, TRL's `loss_type="kto"`).
+    ///
+    /// - `policy_logps`: log πθ(y_i|x_i), carrying the gradient tape.
+    /// - `reference_logps`: log πref(y_i|x_i).
+    /// - `kl_policy_logps`, `kl_reference_logps`: log-probs of the mismatched pairs (x_i, y_(i+1 mod n))
+    ///   under policy and reference; used without gradient, only to estimate z0.
+    /// - `labels[i]`: `true` for thumbs up.
+    ///
+    /// A batch with one class only uses that class. An empty batch, lengths that don't line up,
+    /// NaN/inf log-probs or a non-positive β/weight are errors.
+    pub fn kto<D: Device<f32>, T: Tape<f32, D>>(
+        policy_logps: Batch<D, T>,
+        reference_logps: &Batch<D>,
+        kl_policy_logps: &Batch<D>,
+        kl_reference_logps: &Batch<D>,
+        labels: &[bool],
+        cfg: &KtoConfig,
+    ) -> Result<(Scalar<D, T>, KtoMetrics), LossError> {
+        let z0 = reference_point(&host(kl_policy_logps), &host(kl_reference_logps))?;
+        unpaired_loss(policy_logps, reference_logps, labels, z0, cfg)
+    }
 }
 
 /// TRL's `loss_type="apo_zero_unpaired"`: KTO with the reference point fixed at z0 = 0.

@@ -38,54 +38,55 @@ pub struct BatchMeanMetrics {
     pub undesirable_accuracy: Option<f32>,
 }
 
-/// The seed's simplified KTO loss. Same inputs and errors as [`super::kto()`], minus the
-/// mismatched pairs.
-pub fn kto_batch_mean<D: Device<f32>, T: Tape<f32, D>>(
-    policy_logps: Batch<D, T>,
-    reference_logps: &Batch<D>,
-    labels: &[bool],
-    cfg: &KtoConfig,
-) -> Result<(Scalar<D, T>, BatchMeanMetrics), LossError> {
-    crate::checks::grading::reference("losses::kto_batch_mean");
-    let (policy, reference) = unpaired_inputs(&policy_logps, reference_logps, labels, cfg)?;
-    let n = labels.len();
+answer_key! {
+    /// The seed's simplified KTO loss. Same inputs and errors as [`super::kto()`], minus the
+    /// mismatched pairs.
+    pub fn kto_batch_mean<D: Device<f32>, T: Tape<f32, D>>(
+        policy_logps: Batch<D, T>,
+        reference_logps: &Batch<D>,
+        labels: &[bool],
+        cfg: &KtoConfig,
+    ) -> Result<(Scalar<D, T>, BatchMeanMetrics), LossError> {
+        let (policy, reference) = unpaired_inputs(&policy_logps, reference_logps, labels, cfg)?;
+        let n = labels.len();
 
-    let r: Vec<f32> = policy.iter().zip(&reference).map(|(p, q)| p - q).collect();
-    let baseline = (r.iter().map(|&x| x as f64).sum::<f64>() / n as f64) as f32;
-    let n_good = labels.iter().filter(|&&l| l).count();
-    let n_bad = n - n_good;
+        let r: Vec<f32> = policy.iter().zip(&reference).map(|(p, q)| p - q).collect();
+        let baseline = (r.iter().map(|&x| x as f64).sum::<f64>() / n as f64) as f32;
+        let n_good = labels.iter().filter(|&&l| l).count();
+        let n_bad = n - n_good;
 
-    // Each example's weight folds in its class mean: λD/nD or λU/nU, so a plain sum gives
-    // λD·L_D + λU·L_U in one expression.
-    let dev = policy_logps.device().clone();
-    let signed_beta = per_label(&dev, labels, cfg.beta, -cfg.beta);
-    let weight = per_label(
-        &dev,
-        labels,
-        cfg.desirable_weight / n_good as f32,
-        cfg.undesirable_weight / n_bad as f32,
-    );
+        // Each example's weight folds in its class mean: λD/nD or λU/nU, so a plain sum gives
+        // λD·L_D + λU·L_U in one expression.
+        let dev = policy_logps.device().clone();
+        let signed_beta = per_label(&dev, labels, cfg.beta, -cfg.beta);
+        let weight = per_label(
+            &dev,
+            labels,
+            cfg.desirable_weight / n_good as f32,
+            cfg.undesirable_weight / n_bad as f32,
+        );
 
-    let logits = ((policy_logps - reference_logps.clone()) - baseline) * signed_beta;
-    let per_example = log_sigmoid(logits).negate();
-    let per_values = per_example.retaped::<NoneTape>().as_vec();
-    let loss = (per_example * weight).sum();
+        let logits = ((policy_logps - reference_logps.clone()) - baseline) * signed_beta;
+        let per_example = log_sigmoid(logits).negate();
+        let per_values = per_example.retaped::<NoneTape>().as_vec();
+        let loss = (per_example * weight).sum();
 
-    // "Right side of the baseline": r > b for a thumbs up, r < b for a thumbs down.
-    let accuracy = |good: bool| {
-        let right: Vec<f32> = r
-            .iter()
-            .map(|&x| f32::from(u8::from(if good { x > baseline } else { x < baseline })))
-            .collect();
-        masked_mean(&right, |i| labels[i] == good)
-    };
-    let metrics = BatchMeanMetrics {
-        loss: loss.as_vec()[0],
-        desirable_loss: masked_mean(&per_values, |i| labels[i]),
-        undesirable_loss: masked_mean(&per_values, |i| !labels[i]),
-        kl_baseline: baseline,
-        desirable_accuracy: accuracy(true),
-        undesirable_accuracy: accuracy(false),
-    };
-    Ok((loss, metrics))
+        // "Right side of the baseline": r > b for a thumbs up, r < b for a thumbs down.
+        let accuracy = |good: bool| {
+            let right: Vec<f32> = r
+                .iter()
+                .map(|&x| f32::from(u8::from(if good { x > baseline } else { x < baseline })))
+                .collect();
+            masked_mean(&right, |i| labels[i] == good)
+        };
+        let metrics = BatchMeanMetrics {
+            loss: loss.as_vec()[0],
+            desirable_loss: masked_mean(&per_values, |i| labels[i]),
+            undesirable_loss: masked_mean(&per_values, |i| !labels[i]),
+            kl_baseline: baseline,
+            desirable_accuracy: accuracy(true),
+            undesirable_accuracy: accuracy(false),
+        };
+        Ok((loss, metrics))
+    }
 }

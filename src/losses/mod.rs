@@ -30,10 +30,25 @@ pub mod request;
 
 pub use error::LossError;
 pub use example::ExampleBatch;
-pub use kto::{apo_zero_unpaired, kto, KtoConfig, KtoMetrics};
-pub use kto_batch_mean::{kto_batch_mean, BatchMeanMetrics};
+pub use kto::{apo_zero_unpaired, KtoConfig, KtoMetrics};
+// The graded exercises' answers: crate-private in the grader's build (`answer_key!`).
+#[cfg(not(feature = "exam"))]
+pub use kto::kto;
+#[cfg(feature = "exam")]
+pub(crate) use kto::kto;
+pub use kto_batch_mean::BatchMeanMetrics;
+// The graded exercises' answers: crate-private in the grader's build (`answer_key!`).
+#[cfg(not(feature = "exam"))]
+pub use kto_batch_mean::kto_batch_mean;
+#[cfg(feature = "exam")]
+pub(crate) use kto_batch_mean::kto_batch_mean;
 pub use ops::log_sigmoid;
-pub use pairwise::{dpo, DpoMetrics};
+pub use pairwise::DpoMetrics;
+// The graded exercises' answers: crate-private in the grader's build (`answer_key!`).
+#[cfg(not(feature = "exam"))]
+pub use pairwise::dpo;
+#[cfg(feature = "exam")]
+pub(crate) use pairwise::dpo;
 
 use dfdx::prelude::*;
 

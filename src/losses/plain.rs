@@ -74,13 +74,15 @@ fn unpaired<M>(
     })
 }
 
-/// [`super::kto()`] on slices.
-pub fn kto(b: &UnpairedBatch, cfg: &KtoConfig) -> Result<LossOutput<KtoMetrics>, LossError> {
-    unpaired(b, |dev, policy, reference| {
-        let kl_policy = batch(dev, b.kl_policy_logps);
-        let kl_reference = batch(dev, b.kl_reference_logps);
-        super::kto(policy, reference, &kl_policy, &kl_reference, b.labels, cfg)
-    })
+answer_key! {
+    /// [`super::kto()`] on slices.
+    pub fn kto(b: &UnpairedBatch, cfg: &KtoConfig) -> Result<LossOutput<KtoMetrics>, LossError> {
+        unpaired(b, |dev, policy, reference| {
+            let kl_policy = batch(dev, b.kl_policy_logps);
+            let kl_reference = batch(dev, b.kl_reference_logps);
+            super::kto(policy, reference, &kl_policy, &kl_reference, b.labels, cfg)
+        })
+    }
 }
 
 /// [`super::apo_zero_unpaired()`] on slices (the KL fields of `b` are ignored).
@@ -93,65 +95,69 @@ pub fn apo_zero_unpaired(
     })
 }
 
-/// [`super::kto_batch_mean()`] on slices (the KL fields of `b` are ignored).
-pub fn kto_batch_mean(
-    b: &UnpairedBatch,
-    cfg: &KtoConfig,
-) -> Result<LossOutput<BatchMeanMetrics>, LossError> {
-    unpaired(b, |_, policy, reference| {
-        super::kto_batch_mean(policy, reference, b.labels, cfg)
-    })
+answer_key! {
+    /// [`super::kto_batch_mean()`] on slices (the KL fields of `b` are ignored).
+    pub fn kto_batch_mean(
+        b: &UnpairedBatch,
+        cfg: &KtoConfig,
+    ) -> Result<LossOutput<BatchMeanMetrics>, LossError> {
+        unpaired(b, |_, policy, reference| {
+            super::kto_batch_mean(policy, reference, b.labels, cfg)
+        })
+    }
 }
 
-/// [`super::dpo()`] on slices.
-pub fn dpo(
-    policy_chosen_logps: &[f32],
-    policy_rejected_logps: &[f32],
-    reference_chosen_logps: &[f32],
-    reference_rejected_logps: &[f32],
-    beta: f32,
-) -> Result<DpoOutput, LossError> {
-    let dev = Cpu::default();
-    let policy: Vec<f32> = [policy_chosen_logps, policy_rejected_logps].concat();
-    let reference: Vec<f32> = [reference_chosen_logps, reference_rejected_logps].concat();
-    if policy_chosen_logps.len() != policy_rejected_logps.len() {
-        return Err(LossError::LengthMismatch {
-            field: "policy_rejected_logps",
-            like: "policy_chosen_logps",
-            expected: policy_chosen_logps.len(),
-            got: policy_rejected_logps.len(),
-        });
-    }
-    if reference_chosen_logps.len() != reference_rejected_logps.len()
-        || reference.len() != policy.len()
-    {
-        let (field, got) = if reference_chosen_logps.len() != policy_chosen_logps.len() {
-            ("reference_chosen_logps", reference_chosen_logps.len())
+answer_key! {
+    /// [`super::dpo()`] on slices.
+    pub fn dpo(
+        policy_chosen_logps: &[f32],
+        policy_rejected_logps: &[f32],
+        reference_chosen_logps: &[f32],
+        reference_rejected_logps: &[f32],
+        beta: f32,
+    ) -> Result<DpoOutput, LossError> {
+        let dev = Cpu::default();
+        let policy: Vec<f32> = [policy_chosen_logps, policy_rejected_logps].concat();
+        let reference: Vec<f32> = [reference_chosen_logps, reference_rejected_logps].concat();
+        if policy_chosen_logps.len() != policy_rejected_logps.len() {
+            return Err(LossError::LengthMismatch {
+                field: "policy_rejected_logps",
+                like: "policy_chosen_logps",
+                expected: policy_chosen_logps.len(),
+                got: policy_rejected_logps.len(),
+            });
+        }
+        if reference_chosen_logps.len() != reference_rejected_logps.len()
+            || reference.len() != policy.len()
+        {
+            let (field, got) = if reference_chosen_logps.len() != policy_chosen_logps.len() {
+                ("reference_chosen_logps", reference_chosen_logps.len())
+            } else {
+                ("reference_rejected_logps", reference_rejected_logps.len())
+            };
+            return Err(LossError::LengthMismatch {
+                field,
+                like: "policy_chosen_logps",
+                expected: policy_chosen_logps.len(),
+                got,
+            });
+        }
+        let n = policy_chosen_logps.len();
+        let traced = batch(&dev, &policy);
+        let (loss, metrics) = super::dpo(traced.leaky_trace(), &batch(&dev, &reference), beta)
+            .map_err(|e| name_side(e, n))?;
+        let grad = if n == 0 {
+            Vec::new()
         } else {
-            ("reference_rejected_logps", reference_rejected_logps.len())
+            loss.backward().get(&traced).as_vec()
         };
-        return Err(LossError::LengthMismatch {
-            field,
-            like: "policy_chosen_logps",
-            expected: policy_chosen_logps.len(),
-            got,
-        });
+        let (chosen, rejected) = grad.split_at(n);
+        Ok(DpoOutput {
+            metrics,
+            grad_policy_chosen_logps: chosen.to_vec(),
+            grad_policy_rejected_logps: rejected.to_vec(),
+        })
     }
-    let n = policy_chosen_logps.len();
-    let traced = batch(&dev, &policy);
-    let (loss, metrics) = super::dpo(traced.leaky_trace(), &batch(&dev, &reference), beta)
-        .map_err(|e| name_side(e, n))?;
-    let grad = if n == 0 {
-        Vec::new()
-    } else {
-        loss.backward().get(&traced).as_vec()
-    };
-    let (chosen, rejected) = grad.split_at(n);
-    Ok(DpoOutput {
-        metrics,
-        grad_policy_chosen_logps: chosen.to_vec(),
-        grad_policy_rejected_logps: rejected.to_vec(),
-    })
 }
 
 /// Maps an error on the concatenated DPO input back to the slice the caller passed.

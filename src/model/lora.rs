@@ -95,19 +95,20 @@ impl<const I: usize, const O: usize, const R: usize, D: Device<f32>> Adapter<I, 
         })
     }
 
-    /// The low-rank correction `scale · (x·Aᵀ)·Bᵀ` for rows `x: [n, I]`: two thin products,
-    /// `[n, I]·[I, R]` then `[n, R]·[R, O]`, never the `[O, I]` matrix B·A. Written in dfdx
-    /// ops, so it runs (and differentiates) on any device.
-    pub fn correction<T: Tape<f32, D>>(
-        &self,
-        x: Hidden<I, D, T>,
-        scale: f32,
-    ) -> Result<Hidden<O, D, T>, D::Err> {
-        // Exercise 3.4's reference: a student's answer may not call it.
-        crate::checks::grading::reference("model::lora::Adapter::correction");
-        let at = self.a.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?;
-        let bt = self.b.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?;
-        x.try_matmul(at)?.try_matmul(bt)?.try_mul(scale)
+    answer_key! {
+        /// The low-rank correction `scale · (x·Aᵀ)·Bᵀ` for rows `x: [n, I]`: two thin products,
+        /// `[n, I]·[I, R]` then `[n, R]·[R, O]`, never the `[O, I]` matrix B·A. Written in dfdx
+        /// ops, so it runs (and differentiates) on any device.
+        pub fn correction<T: Tape<f32, D>>(
+            &self,
+            x: Hidden<I, D, T>,
+            scale: f32,
+        ) -> Result<Hidden<O, D, T>, D::Err> {
+            // Exercise 3.4's reference: a student's answer may not call it.
+            let at = self.a.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?;
+            let bt = self.b.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?;
+            x.try_matmul(at)?.try_matmul(bt)?.try_mul(scale)
+        }
     }
 
     /// `W + scale · B·A`: the adapted weight of a `Linear` (`[O, I]`, as dfdx stores it).

@@ -4,13 +4,13 @@
 use super::error::{check_positive, ProspectError};
 use super::linspace::linspace;
 use crate::math::{log_sigmoid, sigmoid};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The β that TRL and the KTO paper use by default.
 pub const DEFAULT_KTO_BETA: f64 = 0.1;
 
 /// Which thumb an example got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Label {
     /// Thumbs up: we want the policy to make this completion *more* likely than the reference does.
     Desirable,
@@ -39,15 +39,16 @@ pub fn kto_value(d: f64, label: Label, beta: f64, weight: f64) -> f64 {
     weight * sigmoid(margin(d, label, beta))
 }
 
-/// KTO's loss of an example (the paper's loss): `λ − v`, i.e. `λD·(1 − σ(β·d))` for thumbs up and
-/// `λU·(1 − σ(−β·d))` for thumbs down.
-///
-/// Bounded by `weight`: it *saturates*. This is what TRL computes. We evaluate it as
-/// `λ·σ(−m)` (the same number, since 1 − σ(m) = σ(−m)) because subtracting two numbers close
-/// to 1 would lose digits once σ(m) is near 1.
-pub fn kto_loss(d: f64, label: Label, beta: f64, weight: f64) -> f64 {
-    crate::checks::grading::reference("prospect::kto_loss");
-    weight * sigmoid(-margin(d, label, beta))
+answer_key! {
+    /// KTO's loss of an example (the paper's loss): `λ − v`, i.e. `λD·(1 − σ(β·d))` for thumbs up and
+    /// `λU·(1 − σ(−β·d))` for thumbs down.
+    ///
+    /// Bounded by `weight`: it *saturates*. This is what TRL computes. We evaluate it as
+    /// `λ·σ(−m)` (the same number, since 1 − σ(m) = σ(−m)) because subtracting two numbers close
+    /// to 1 would lose digits once σ(m) is near 1.
+    pub fn kto_loss(d: f64, label: Label, beta: f64, weight: f64) -> f64 {
+        weight * sigmoid(-margin(d, label, beta))
+    }
 }
 
 /// The seed notebook's simplified loss, `−λ·log σ(β·d)` (thumbs up) and `−λ·log σ(−β·d)`

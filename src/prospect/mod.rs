@@ -36,8 +36,16 @@ pub use charts::{
     kto_loss_chart, kto_loss_d_range, value_function_chart, write_lab2_charts, VALUE_X_RANGE,
 };
 pub use error::ProspectError;
-pub use kto::{
-    kto_curves, kto_loss, kto_value, simplified_kto_loss, KtoCurves, Label, DEFAULT_KTO_BETA,
-};
+pub use kto::{kto_curves, kto_value, simplified_kto_loss, KtoCurves, Label, DEFAULT_KTO_BETA};
+// The graded exercises' answers: crate-private in the grader's build (`answer_key!`).
+#[cfg(not(feature = "exam"))]
+pub use kto::kto_loss;
+#[cfg(feature = "exam")]
+pub(crate) use kto::kto_loss;
 pub use linspace::linspace;
-pub use value::{value, value_curve, ProspectParams};
+pub use value::{value_curve, ProspectParams};
+// The graded exercises' answers: crate-private in the grader's build (`answer_key!`).
+#[cfg(not(feature = "exam"))]
+pub use value::value;
+#[cfg(feature = "exam")]
+pub(crate) use value::value;

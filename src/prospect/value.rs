@@ -3,13 +3,13 @@
 
 use super::error::{check_curvature, check_positive, ProspectError};
 use super::linspace::linspace;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The three numbers of the Kahneman–Tversky value function.
 ///
 /// `Default` gives the estimates of Tversky & Kahneman (1992), measured on people choosing
 /// between gambles: α = β = 0.88, λ = 2.25.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ProspectParams {
     /// Curvature for gains, in (0, 1]: below 1, each extra unit of gain is worth a bit less.
     pub alpha: f64,
@@ -38,18 +38,19 @@ impl ProspectParams {
     }
 }
 
-/// The value function v(x): `x^α` for gains (x ≥ 0), `−λ·(−x)^β` for losses (x < 0).
-///
-/// `x` is an outcome *relative to the reference point* (0 = "nothing changed").
-/// This is pure arithmetic and never panics; with parameters that fail
-/// [`ProspectParams::validate`] the number it returns is meaningless, so check them first
-/// (the curve helpers, e.g. [`value_curve`], do).
-pub fn value(x: f64, p: &ProspectParams) -> f64 {
-    crate::checks::grading::reference("prospect::value");
-    if x >= 0.0 {
-        x.powf(p.alpha)
-    } else {
-        -p.lambda * (-x).powf(p.beta)
+answer_key! {
+    /// The value function v(x): `x^α` for gains (x ≥ 0), `−λ·(−x)^β` for losses (x < 0).
+    ///
+    /// `x` is an outcome *relative to the reference point* (0 = "nothing changed").
+    /// This is pure arithmetic and never panics; with parameters that fail
+    /// [`ProspectParams::validate`] the number it returns is meaningless, so check them first
+    /// (the curve helpers, e.g. [`value_curve`], do).
+    pub fn value(x: f64, p: &ProspectParams) -> f64 {
+        if x >= 0.0 {
+            x.powf(p.alpha)
+        } else {
+            -p.lambda * (-x).powf(p.beta)
+        }
     }
 }
 

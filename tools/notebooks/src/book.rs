@@ -676,7 +676,6 @@ mod tests {
             timed_out: false,
             terminated: false,
             truncated: false,
-            grade_lines: Vec::new(),
         }
     }
 

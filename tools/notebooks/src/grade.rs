@@ -3,12 +3,21 @@
 //!
 //! The notebook that runs is built from the **solution**, not from the submission: every cell
 //! is the solution's, except the exercise cells (metadata `kto_lab.exercise`), which are the
-//! student's cell with the same id (the lab's `todo!()` stub when the student deleted it). So an
-//! edited or deleted check cell counts for nothing, and cells a student added are not run.
-//! Check cells (metadata `kto_lab.check`) run as the solution has them, hidden tests included,
-//! wrapped so that their report reaches the grader on a line that carries a secret drawn for
-//! that cell (`kto_lab::checks::grading::emit`); library paths in them are made absolute
-//! (`::kto_lab::…`), so a student's `mod kto_lab` cannot stand in for the checks.
+//! student's cell for that exercise — found by cell id, else by the same exercise metadata, else
+//! by position when the submission has the lab's cells (a notebook saved without ids, as Colab
+//! and nbformat 4.4 do), the last copy when an id appears twice (what the student's kernel ran
+//! last), and the lab's `todo!()` stub when the student deleted it. So an edited or deleted
+//! check cell counts for nothing, and cells a student added are not run.
+//!
+//! **The judge is this process; the student's code runs in another.** The kernel's library is
+//! built with the `exam` feature: there, the graded exercises' reference answers are
+//! crate-private (a submission that calls one does not compile) and a check cell does not check
+//! but answers questions on a Unix socket this process opened
+//! (`kto_lab::checks::exam`). For each check cell this process runs the check itself
+//! — the visible cases and the hidden ones, drawn from this run's seed, which the student's
+//! process never holds — sending only each call's inputs and reading back what the student's
+//! function returned. Nothing the student's process prints, and no state of it, reaches the
+//! verdict.
 //!
 //! One kernel runs the cells in order; each cell but the `:dep` cell has a time limit and an
 //! output cap. A compile error, a panic, a time-out or a `std::process::exit` is charged to the
@@ -18,15 +27,21 @@
 
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+use kto_lab::checks::exam::{self, JudgeError};
+use kto_lab::checks::{CheckResult, Status as CheckStatus};
 
 use crate::generate::{strip_hidden_tests, strip_solutions};
 use crate::notebook::{write_atomic, CellRef, Notebook};
-use crate::run::{CellRun, Kernel, Limits, Runner, GRADE_LINE_PREFIX};
+use crate::run::{CellRun, Kernel, Limits, Runner};
 
 /// Why a submission could not be graded at all (the grader's fault or its inputs').
 #[derive(Debug, thiserror::Error)]
@@ -216,8 +231,8 @@ enum Role {
     Setup,
     /// The student's cell of an exercise.
     Answer(String),
-    /// The check cell of an exercise, with the secret its report must carry.
-    Check { id: String, nonce: String },
+    /// The check cell of an exercise: the judge runs its check while it serves.
+    Check(String),
 }
 
 struct PlanCell {
@@ -278,12 +293,15 @@ fn absolute_dep(source: &str, dir: &Path) -> String {
     .into_owned()
 }
 
+/// The cells to run, the exercises whose cell the submission lacks, and notes on how the
+/// student's cells were found.
+type Plan = (Vec<PlanCell>, Vec<String>, Vec<String>);
+
 fn plan(
     solution: &Notebook,
     solution_path: &Path,
     submission: &Notebook,
-    seed: u64,
-) -> Result<(Vec<PlanCell>, Vec<String>), GradeError> {
+) -> Result<Plan, GradeError> {
     let dir = solution_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -293,16 +311,16 @@ fn plan(
             path: solution_path.to_owned(),
             source,
         })?;
-    let student: Vec<_> = submission.code_cells();
+    let student = submission.code_cells();
+    let solution_cells = solution.code_cells();
     let mut missing = Vec::new();
+    let mut notes = Vec::new();
     let mut cells = Vec::new();
     for cell in solution.code_cells() {
         let meta = &cell.json()["metadata"]["kto_lab"];
         let source = cell.source();
         let (role, source) = if let Some(id) = meta["exercise"].as_str() {
-            let theirs = student
-                .iter()
-                .find(|c| c.at().id.is_some() && c.at().id == cell.at().id);
+            let theirs = students_cell(&student, &solution_cells, &cell, id, &mut notes);
             let source = match theirs {
                 // A Rust statement first: evcxr takes `:command` and `!shell` lines only at the
                 // start of a cell, so a student's `:dep` or `!rm` is a compile error, not a
@@ -318,24 +336,19 @@ fn plan(
             };
             (Role::Answer(id.to_owned()), source)
         } else if let Some(id) = meta["check"].as_str() {
-            let nonce = format!("{:016x}{:016x}", random_u64(), random_u64());
-            // The hidden seed is set in the check's own cell: evcxr links the library into
-            // every cell, each with its own statics, so a seed set in an earlier cell is not
-            // seen here.
-            let code = format!(
-                "(::kto_lab::checks::grading::emit({nonce:?}, {id:?}, {{\n\
-                 ::kto_lab::checks::grading::set_hidden_seed({seed});\n{}\n}}))",
-                absolute_paths(source.trim_end())
-            );
-            (
-                Role::Check {
-                    id: id.to_owned(),
-                    nonce,
-                },
-                code,
-            )
+            // In the exam build the check call answers the judge's questions; its hidden-test
+            // region is the judge's business (it runs the hidden cases itself).
+            let shown = strip_hidden_tests(&source).unwrap_or(source);
+            // A statement first: a cell starting with `:` (as `::kto_lab::…` does) would be
+            // taken for a kernel command.
+            let code = format!("let _ = (); {}", absolute_paths(shown.trim_end()));
+            (Role::Check(id.to_owned()), code)
         } else if source.trim_start().starts_with(":dep") {
-            (Role::Dep, absolute_dep(&source, &dir))
+            (Role::Dep, exam_dep(&absolute_dep(&source, &dir)))
+        } else if uses_answer_key(&source) {
+            // A demonstration of the library's own answers (lab 1's loss table, lab 4's
+            // advice): it cannot compile against the exam build, and nothing graded needs it.
+            continue;
         } else {
             let shown = strip_hidden_tests(&source).unwrap_or(source);
             (Role::Setup, shown)
@@ -346,7 +359,84 @@ fn plan(
             source,
         });
     }
-    Ok((without_demo_cells(cells), missing))
+    Ok((without_demo_cells(cells), missing, notes))
+}
+
+/// The student's cell for exercise `id` (the solution's cell `cell`): the last code cell with the
+/// same id (a duplicated id is noted), else the last with the same `kto_lab.exercise` metadata,
+/// else — when the submission has exactly the lab's code cells, as a notebook saved without
+/// ids does — the one at the same position.
+fn students_cell<'a>(
+    student: &'a [crate::notebook::Cell<'a>],
+    solution_cells: &[crate::notebook::Cell<'_>],
+    cell: &crate::notebook::Cell<'_>,
+    id: &str,
+    notes: &mut Vec<String>,
+) -> Option<&'a crate::notebook::Cell<'a>> {
+    if let Some(cell_id) = &cell.at().id {
+        let same: Vec<_> = student
+            .iter()
+            .filter(|c| c.at().id.as_ref() == Some(cell_id))
+            .collect();
+        if same.len() > 1 {
+            notes.push(format!(
+                "exercise {id}: the cell id `{cell_id}` appears {} times; graded the last copy \
+                 ({}), which the student's kernel ran last in notebook order",
+                same.len(),
+                same[same.len() - 1].at()
+            ));
+        }
+        if let Some(last) = same.last() {
+            return Some(last);
+        }
+    }
+    let by_meta: Vec<_> = student
+        .iter()
+        .filter(|c| c.json()["metadata"]["kto_lab"]["exercise"].as_str() == Some(id))
+        .collect();
+    if let Some(last) = by_meta.last() {
+        return Some(last);
+    }
+    let position = solution_cells.iter().position(|c| c.at() == cell.at())?;
+    if student.len() == solution_cells.len() {
+        notes.push(format!(
+            "exercise {id}: no cell with its id or metadata; graded code cell {} by position \
+             (the submission has the lab's cells)",
+            position + 1
+        ));
+        return student.get(position);
+    }
+    None
+}
+
+/// Whether a solution cell calls one of the graded references, which the exam build hides
+/// (`prospect::value(…)`, `record.to_training_line()`, `final_votes(…)` …).
+fn uses_answer_key(source: &str) -> bool {
+    exam::ANSWER_KEY.iter().any(|key| {
+        let parts: Vec<&str> = key.split("::").collect();
+        let last = parts[parts.len() - 1];
+        let qualified = parts[parts.len().saturating_sub(2)..].join("::");
+        let method = format!(".{last}(");
+        let distinctive =
+            last.contains('_') && !["kto_loss", "kto_step", "parse_line"].contains(&last);
+        source.contains(&qualified)
+            || source.contains(&method)
+            || (distinctive && source.contains(&format!("{last}(")))
+    })
+}
+
+/// The `:dep` line of the library with the `exam` feature on: the graded references are
+/// crate-private, and the check cells answer the judge (see the module's docs).
+fn exam_dep(source: &str) -> String {
+    let re = regex::Regex::new(r"(?m)^(:dep\s+kto-lab\s*=\s*\{)(.*)\}\s*$").expect("valid regex");
+    re.replace(source, |c: &regex::Captures| {
+        format!(
+            "{} {}, features = [\"exam\"] }}",
+            &c[1],
+            c[2].trim().trim_end_matches(',')
+        )
+    })
+    .into_owned()
 }
 
 /// The plan without the solution's demonstration cells that nothing graded depends on.
@@ -404,7 +494,7 @@ type SeenByExercise = Vec<(String, Seen)>;
 #[derive(Default)]
 struct Seen {
     answer: Option<CellRun>,
-    check: Option<(CellRun, String)>,
+    check: Option<(CellRun, Result<CheckResult, JudgeError>)>,
 }
 
 /// Grades `submission` against `solution`, running it in `work_dir` with the kernel building in
@@ -428,7 +518,7 @@ pub fn grade_notebook(
             ));
         }
     };
-    let (cells, missing) = plan(&solution, solution_path, &submission, settings.seed)?;
+    let (cells, missing, plan_notes) = plan(&solution, solution_path, &submission)?;
 
     let _runner = Runner::new(build_dir)?;
     if let Some(root) = solution_path.parent().and_then(Path::parent) {
@@ -443,8 +533,34 @@ pub fn grade_notebook(
         source,
     })?;
     let work_dir = work_dir.as_path();
-    // Inherited by the kernel's process, which confines its writes to the work folder.
-    std::env::set_var(crate::sandbox::SANDBOX_VAR, work_dir);
+    // The kernel's process confines itself from these (crate::sandbox); the cgroup bounds its
+    // memory and tasks and is emptied when this function returns.
+    fs::create_dir_all(build_dir.join("target")).map_err(|source| crate::Error::Io {
+        path: build_dir.to_owned(),
+        source,
+    })?;
+    let report = work_dir.with_extension("sandbox-report");
+    let mut spec = crate::sandbox::SandboxSpec::new(
+        work_dir,
+        _runner.build_dir(),
+        crate::sandbox::rust_sysroot().ok().as_deref(),
+    );
+    spec.report = report.clone();
+    let _ = fs::remove_file(&report);
+    let cgroup =
+        crate::sandbox::Cgroup::create(&format!("kto-lab-grade-{}", std::process::id()), &spec);
+    for (k, v) in spec.to_env() {
+        std::env::set_var(k, v);
+    }
+    let mut sandbox_notes = Vec::new();
+    match &cgroup {
+        Ok(cg) => {
+            let (k, v) = cg.env();
+            std::env::set_var(k, v);
+            sandbox_notes.extend(cg.missing().iter().map(|m| format!("sandbox: {m}")));
+        }
+        Err(e) => sandbox_notes.push(format!("sandbox: no cgroup ({e})")),
+    }
     let previous = std::env::current_dir().ok();
     std::env::set_current_dir(work_dir).map_err(|source| crate::Error::Io {
         path: work_dir.to_owned(),
@@ -454,12 +570,22 @@ pub fn grade_notebook(
     if let Some(dir) = previous {
         let _ = std::env::set_current_dir(dir);
     }
-    let (seen, mut notes) = result?;
+    let (seen, run_notes) = result?;
+    drop(cgroup);
+    let mut notes = plan_notes;
+    notes.extend(run_notes);
+    notes.extend(sandbox_notes);
+    notes.extend(
+        crate::sandbox::report(&report)
+            .into_iter()
+            .filter(|l| l.starts_with("not enforced"))
+            .map(|l| format!("sandbox: {l}")),
+    );
 
     let mut grades = Vec::new();
     for e in &exercises {
         let s = seen.iter().find(|(id, _)| *id == e.id).map(|(_, s)| s);
-        grades.push(judge(e, s, missing.contains(&e.id), settings.seed));
+        grades.push(grade_exercise(e, s, missing.contains(&e.id)));
     }
     notes.dedup();
     Ok(NotebookGrade {
@@ -473,11 +599,17 @@ fn run_plan(
     solution_path: &Path,
     settings: &Settings,
 ) -> Result<(SeenByExercise, Vec<String>), GradeError> {
+    // The judge's end of the socket and the student's end, which the kernel's process (and
+    // the one evcxr starts after a crash) inherits by number.
+    let (judge_end, student_end) = socket_pair()?;
+    std::env::set_var(exam::EXAM_FD_VAR, student_end.as_raw_fd().to_string());
     let mut kernel = Kernel::start(solution_path)?;
     let limits = Limits {
         timeout: Some(settings.timeout),
         output_cap: settings.output_cap,
     };
+    // The judge's hidden tests draw from this run's seed, in this process only.
+    kto_lab::checks::grading::set_hidden_seed(settings.seed);
     let mut seen: Vec<(String, Seen)> = Vec::new();
     let mut notes = Vec::new();
     let entry = |seen: &mut Vec<(String, Seen)>, id: &str| -> usize {
@@ -498,7 +630,12 @@ fn run_plan(
         } else {
             limits
         };
+        let judging = match &cell.role {
+            Role::Check(id) => Some(Judging::start(id.clone(), &judge_end, settings.timeout)?),
+            _ => None,
+        };
         let run = kernel.execute(&cell.at, &cell.source, cell_limits);
+        let verdict = judging.map(Judging::finish);
         if run.truncated {
             notes.push(format!("{}: output over the cap was dropped", cell.at));
         }
@@ -508,9 +645,11 @@ fn run_plan(
                 let i = entry(&mut seen, id);
                 seen[i].1.answer = Some(run);
             }
-            Role::Check { id, nonce } => {
+            Role::Check(id) => {
                 let i = entry(&mut seen, id);
-                seen[i].1.check = Some((run, nonce.clone()));
+                let verdict = verdict
+                    .unwrap_or_else(|| Err(JudgeError::NotReady("the judge did not run".into())));
+                seen[i].1.check = Some((run, verdict));
             }
             Role::Dep | Role::Setup => {
                 if let Some(e) = &run.error {
@@ -535,7 +674,160 @@ fn run_plan(
             }
         }
     }
+    drop(kernel);
+    drop(student_end);
     Ok((seen, notes))
+}
+
+/// A Unix socket pair: the judge's end, and the student's end without close-on-exec (so the
+/// kernel's process inherits it).
+fn socket_pair() -> Result<(UnixStream, UnixStream), GradeError> {
+    let io = |source| {
+        GradeError::Run(crate::run::RunError::Io {
+            path: PathBuf::from("(the grader's socket)"),
+            source,
+        })
+    };
+    let (judge, student) = UnixStream::pair().map_err(io)?;
+    // SAFETY: F_SETFD on a descriptor we own; clearing FD_CLOEXEC has no memory effects.
+    if unsafe { libc::fcntl(student.as_raw_fd(), libc::F_SETFD, 0) } != 0 {
+        return Err(io(std::io::Error::last_os_error()));
+    }
+    Ok((judge, student))
+}
+
+/// The judge's end of the socket for one check cell: a read waits in short slices until data
+/// comes, the cell is over, or its time limit has passed (then `TimedOut`).
+struct Interruptible {
+    stream: UnixStream,
+    stop: Arc<AtomicBool>,
+    deadline: std::time::Instant,
+}
+
+impl std::io::Read for Interruptible {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.stream.read(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if self.stop.load(Ordering::SeqCst)
+                        || std::time::Instant::now() >= self.deadline
+                    {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no answer before the cell ended",
+                        ));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl std::io::Write for Interruptible {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Reads and drops whatever is waiting on `stream`, without blocking.
+fn drain(mut stream: &UnixStream) -> Result<(), GradeError> {
+    use std::io::Read;
+    let io = |source| {
+        GradeError::Run(crate::run::RunError::Io {
+            path: PathBuf::from("(the grader's socket)"),
+            source,
+        })
+    };
+    stream.set_nonblocking(true).map_err(io)?;
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            _ => break,
+        }
+    }
+    stream.set_nonblocking(false).map_err(io)
+}
+
+/// The judge of one check cell, on a thread of this process, while the kernel runs the cell.
+struct Judging {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<CheckResult, JudgeError>>,
+}
+
+impl Judging {
+    fn start(
+        exercise: String,
+        socket: &UnixStream,
+        limit: Duration,
+    ) -> Result<Judging, GradeError> {
+        let stream = socket.try_clone().map_err(|source| {
+            GradeError::Run(crate::run::RunError::Io {
+                path: PathBuf::from("(the grader's socket)"),
+                source,
+            })
+        })?;
+        // An answer from an earlier process of this kernel that came after its judge gave up
+        // (a time-out) is still in the socket: drop it before this cell's judge listens.
+        drain(&stream)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            // Wait for the cell to start serving (it compiles first), or for the cell to end.
+            let mut ready = libc::pollfd {
+                fd: stream.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            loop {
+                // SAFETY: poll(2) on one pollfd we own, with a 100 ms timeout.
+                let n = unsafe { libc::poll(&mut ready, 1, 100) };
+                if n > 0 {
+                    break;
+                }
+                let e = std::io::Error::last_os_error();
+                if n < 0 && e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(JudgeError::NotReady(e.to_string()));
+                }
+                if stopped.load(Ordering::SeqCst) {
+                    return Err(JudgeError::NotReady(
+                        "the check cell ended without asking for questions".into(),
+                    ));
+                }
+            }
+            // From here on a silent student's side costs at most the cell's time limit, and
+            // nothing once the cell is over (its process killed or ended).
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+            let _ = stream.set_write_timeout(Some(limit));
+            exam::judge(
+                &exercise,
+                Interruptible {
+                    stream,
+                    stop: stopped,
+                    deadline: std::time::Instant::now() + limit,
+                },
+            )
+        });
+        Ok(Judging { stop, thread })
+    }
+
+    fn finish(self) -> Result<CheckResult, JudgeError> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(JudgeError::NotReady("the judge panicked".into())))
+    }
 }
 
 /// Every exercise of a notebook with the same status and reason, 0 points (a notebook that could
@@ -574,6 +866,15 @@ fn cell_failure(run: &CellRun, what: &str) -> Option<(Status, String)> {
         ));
     }
     if let Some(e) = &run.error {
+        if let Some(names) = reference_calls(e) {
+            return Some((
+                Status::ReferenceCall,
+                format!(
+                    "{what} calls the library's own answer ({names}) instead of computing it: \
+                     the grader's build of the library does not have it"
+                ),
+            ));
+        }
         let first = e.lines().next().unwrap_or("").trim();
         let at = e
             .lines()
@@ -599,59 +900,27 @@ fn cell_failure(run: &CellRun, what: &str) -> Option<(Status, String)> {
     None
 }
 
-/// The report the check cell sent on the grader's channel.
-fn received_report(
-    run: &CellRun,
-    nonce: &str,
-    id: &str,
-    seed: u64,
-) -> Result<Value, (Status, String)> {
-    let prefix = format!("{GRADE_LINE_PREFIX}{nonce} ");
-    let lines: Vec<&String> = run
-        .grade_lines
-        .iter()
-        .filter(|l| l.starts_with(&prefix))
-        .collect();
-    match lines.as_slice() {
-        [one] => {
-            let v: Value = serde_json::from_str(&one[prefix.len()..]).map_err(|_| {
-                (
-                    Status::NoResult,
-                    "the check's report arrived garbled".to_owned(),
-                )
-            })?;
-            if v["id"] != id {
-                return Err((
-                    Status::NoResult,
-                    "the check's report names another exercise".to_owned(),
-                ));
+/// The answer-key items a compile error says are private (`error[E0603]: function
+/// `reference_point` is private`, E0624 for methods), as `kto_lab::…` paths; `None` when the
+/// error is about something else.
+fn reference_calls(error: &str) -> Option<String> {
+    let re =
+        regex::Regex::new(r"error\[E06(?:03|24)\]: \w+ `(\w+)` is private").expect("valid regex");
+    let mut names: Vec<String> = Vec::new();
+    for c in re.captures_iter(error) {
+        for key in exam::ANSWER_KEY {
+            if key.rsplit("::").next() == Some(&c[1]) {
+                let name = format!("kto_lab::{key}");
+                if !names.contains(&name) {
+                    names.push(name);
+                }
             }
-            // The check itself says which seed its hidden tests drew from: anything but this
-            // run's seed is the grader's fault, never a pass.
-            if v["hidden_seed"].as_u64() != Some(seed) {
-                return Err((
-                    Status::GraderError,
-                    format!(
-                        "the hidden tests ran with seed {} instead of this run's {seed}",
-                        v["hidden_seed"]
-                    ),
-                ));
-            }
-            Ok(v["report"].clone())
         }
-        [] => Err((
-            Status::NoResult,
-            "the check ran but sent no report to the grader".to_owned(),
-        )),
-        _ => Err((
-            Status::NoResult,
-            "more than one report carried this cell's secret: results forged, none counted"
-                .to_owned(),
-        )),
     }
+    (!names.is_empty()).then(|| names.join(" or "))
 }
 
-fn judge(e: &Exercise, seen: Option<&Seen>, missing: bool, seed: u64) -> ExerciseGrade {
+fn grade_exercise(e: &Exercise, seen: Option<&Seen>, missing: bool) -> ExerciseGrade {
     let mut g = ExerciseGrade {
         id: e.id.clone(),
         title: String::new(),
@@ -686,59 +955,53 @@ fn judge(e: &Exercise, seen: Option<&Seen>, missing: bool, seed: u64) -> Exercis
     {
         return fail(g, f);
     }
-    let Some((run, nonce)) = &seen.check else {
+    let Some((run, verdict)) = &seen.check else {
         return fail(g, (Status::GraderError, "the check did not run".into()));
     };
     if let Some(f) = cell_failure(run, "the check") {
         return fail(g, f);
     }
-    let report = match received_report(run, nonce, &e.id, seed) {
+    let result = match verdict {
         Ok(r) => r,
-        Err(f) => return fail(g, f),
+        Err(JudgeError::UnknownExercise(id)) => {
+            return fail(
+                g,
+                (
+                    Status::GraderError,
+                    format!("the library has no check for exercise `{id}`"),
+                ),
+            )
+        }
+        Err(JudgeError::NotReady(why)) => return fail(g, (Status::NoResult, why.clone())),
     };
-    g.title = report["exercise"].as_str().unwrap_or("").to_owned();
-    g.hint = report["hint"].as_str().unwrap_or("").to_owned();
-    g.cases = report["cases"]
-        .as_array()
-        .map(|cases| {
-            cases
-                .iter()
-                .map(|c| CaseResult {
-                    name: c["name"].as_str().unwrap_or("").to_owned(),
-                    expected: c["expected"].as_str().unwrap_or("").to_owned(),
-                    got: c["got"].as_str().unwrap_or("").to_owned(),
-                    ok: c["ok"].as_bool().unwrap_or(false),
-                })
-                .collect()
+    g.title = result.exercise.clone();
+    g.hint = result.hint.clone();
+    g.cases = result
+        .cases
+        .iter()
+        .map(|c| CaseResult {
+            name: c.name.clone(),
+            expected: c.expected.clone(),
+            got: c.got.clone(),
+            ok: c.ok,
         })
-        .unwrap_or_default();
+        .collect();
     let failed: Vec<&CaseResult> = g.cases.iter().filter(|c| !c.ok).collect();
     let (visible, hidden): (Vec<&CaseResult>, Vec<&CaseResult>) = failed
         .into_iter()
         .partition(|c| !c.name.starts_with("hidden: "));
-    let calls: Vec<&str> = report["reference_calls"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let outcome = match report["status"].as_str() {
-        Some("not-done") => Some((Status::NotDone, "still holds its todo!() stub".to_owned())),
-        _ if !calls.is_empty() => Some((
-            Status::ReferenceCall,
-            format!(
-                "calls the library's own answer ({}) instead of computing it",
-                calls
-                    .iter()
-                    .map(|c| format!("kto_lab::{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+    let outcome = match result.status {
+        CheckStatus::NotDone => Some((Status::NotDone, "still holds its todo!() stub".to_owned())),
+        _ if g.cases.is_empty() => Some((
+            Status::Failed,
+            "the check ran no case: nothing to give points for".to_owned(),
         )),
         _ if !visible.is_empty() => Some((
             Status::Failed,
             format!(
                 "{} of {} visible cases failed, first: {} (expected {}, got {})",
                 visible.len(),
-                g.cases.len() - report["hidden"].as_u64().unwrap_or(0) as usize,
+                g.cases.len() - result.hidden,
                 visible[0].name,
                 visible[0].expected,
                 visible[0].got
@@ -750,8 +1013,8 @@ fn judge(e: &Exercise, seen: Option<&Seen>, missing: bool, seed: u64) -> Exercis
              is the answer hard-coded?"
                 .to_owned(),
         )),
-        Some("passed") => None,
-        _ => Some((Status::Failed, "the check did not pass".to_owned())),
+        CheckStatus::Passed => None,
+        CheckStatus::Failed => Some((Status::Failed, "the check did not pass".to_owned())),
     };
     match outcome {
         Some(f) => fail(g, f),
@@ -822,6 +1085,110 @@ mod tests {
             absolute_paths("::kto_lab::x; my_checks::y"),
             "::kto_lab::x; my_checks::y"
         );
+    }
+
+    #[test]
+    fn the_dep_line_asks_for_the_exam_build() {
+        assert_eq!(
+            exam_dep(":dep kto-lab = { path = \"/repo\" }"),
+            ":dep kto-lab = { path = \"/repo\", features = [\"exam\"] }"
+        );
+    }
+
+    #[test]
+    fn a_private_answer_in_a_compile_error_is_a_reference_call() {
+        let e = "error[E0603]: function `reference_point` is private\n  --> line 3:40: private function";
+        assert_eq!(
+            reference_calls(e).as_deref(),
+            Some("kto_lab::losses::kto::reference_point")
+        );
+        let m = "error[E0624]: method `to_training_line` is private";
+        assert_eq!(
+            reference_calls(m).as_deref(),
+            Some("kto_lab::feedback::Record::to_training_line")
+        );
+        assert_eq!(
+            reference_calls("error[E0603]: function `helper` is private"),
+            None
+        );
+        assert_eq!(reference_calls("error[E0308]: mismatched types"), None);
+    }
+
+    #[test]
+    fn demonstrations_of_the_answers_are_recognised() {
+        assert!(uses_answer_key("let t = plain::kto_batch_mean(&b, &cfg)?;"));
+        assert!(uses_answer_key(
+            "println!(\"{}\", prospect::value(1.0, &p));"
+        ));
+        assert!(uses_answer_key("for r in final_votes(&clicks) {}"));
+        assert!(uses_answer_key("r.to_training_line()"));
+        assert!(!uses_answer_key("let cfg = KtoConfig::default();"));
+        assert!(!uses_answer_key("fn kto_loss(d: f64) -> f64 { d }"));
+    }
+
+    /// A notebook of code cells: (id, exercise metadata, source).
+    fn notebook(cells: &[(Option<&str>, Option<&str>, &str)]) -> Notebook {
+        let cells: Vec<serde_json::Value> = cells
+            .iter()
+            .map(|(id, ex, src)| {
+                let mut c = serde_json::json!({
+                    "cell_type": "code", "metadata": {}, "source": src,
+                    "outputs": [], "execution_count": null
+                });
+                if let Some(id) = id {
+                    c["id"] = (*id).into();
+                }
+                if let Some(ex) = ex {
+                    c["metadata"] = serde_json::json!({"kto_lab": {"exercise": ex}});
+                }
+                c
+            })
+            .collect();
+        let json = serde_json::json!({
+            "cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5
+        });
+        Notebook::parse(&json.to_string(), Path::new("t.ipynb")).unwrap()
+    }
+
+    #[test]
+    fn the_students_cell_is_found_by_id_then_metadata_then_position() {
+        let solution = notebook(&[
+            (Some("a"), None, "setup"),
+            (Some("ex"), Some("1.1"), "solution"),
+            (Some("b"), None, "check"),
+        ]);
+        let sol = solution.code_cells();
+        let find = |student: &Notebook, notes: &mut Vec<String>| {
+            let cells = student.code_cells();
+            students_cell(&cells, &sol, &sol[1], "1.1", notes).map(|c| c.source())
+        };
+        let mut notes = Vec::new();
+        // By id; a duplicated id takes the last copy, with a note.
+        let dup = notebook(&[
+            (Some("a"), None, "setup"),
+            (Some("ex"), None, "first"),
+            (Some("ex"), None, "last"),
+            (Some("b"), None, "check"),
+        ]);
+        assert_eq!(find(&dup, &mut notes).as_deref(), Some("last"));
+        assert!(notes[0].contains("appears 2 times"), "{notes:?}");
+        // No ids (nbformat 4.4, Colab): the exercise metadata…
+        let meta = notebook(&[
+            (None, None, "setup"),
+            (None, Some("1.1"), "mine"),
+            (None, None, "c"),
+        ]);
+        assert_eq!(find(&meta, &mut notes).as_deref(), Some("mine"));
+        // …or, without it, the position when the cells are the lab's.
+        let bare = notebook(&[
+            (None, None, "setup"),
+            (None, None, "mine"),
+            (None, None, "c"),
+        ]);
+        assert_eq!(find(&bare, &mut notes).as_deref(), Some("mine"));
+        // Cells added or deleted and no id or metadata: not found (graded as missing).
+        let other = notebook(&[(None, None, "setup"), (None, None, "mine")]);
+        assert_eq!(find(&other, &mut notes), None);
     }
 
     #[test]

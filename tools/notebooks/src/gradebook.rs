@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,6 +39,8 @@ pub struct Options {
     pub jobs: usize,
     /// Per-cell time limit.
     pub timeout: Duration,
+    /// Time limit of one submission as a whole (its grading process and everything in it).
+    pub submission_timeout: Duration,
     /// Per-cell output cap in bytes.
     pub output_cap: usize,
     /// The hidden tests' seed (drawn at random when `None`).
@@ -87,7 +90,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> crate::Error + '_ {
 }
 
 /// The notebooks under `dir` (recursively; hidden folders and `.ipynb_checkpoints` skipped).
-fn notebooks_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), crate::Error> {
+/// Symbolic links are never followed: a linked notebook or folder goes to `links`, to be
+/// refused (it could point at another student's work or at a solution).
+fn notebooks_under(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    links: &mut Vec<PathBuf>,
+) -> Result<(), crate::Error> {
     let mut entries: Vec<_> = fs::read_dir(dir)
         .map_err(io(dir))?
         .filter_map(Result::ok)
@@ -99,9 +108,12 @@ fn notebooks_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), crate::Erro
         if name.starts_with('.') {
             continue;
         }
-        if p.is_dir() {
-            notebooks_under(&p, out)?;
-        } else if name.ends_with(".ipynb") {
+        let kind = fs::symlink_metadata(&p).map_err(io(&p))?.file_type();
+        if kind.is_symlink() {
+            links.push(p);
+        } else if kind.is_dir() {
+            notebooks_under(&p, out, links)?;
+        } else if kind.is_file() && name.ends_with(".ipynb") {
             out.push(p);
         }
     }
@@ -132,23 +144,42 @@ pub fn grade(opts: &Options) -> Result<Gradebook, crate::Error> {
         .map_err(io(&opts.submissions))?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && !stem(p).starts_with('.'))
+        .filter(|p| !stem(p).starts_with('.'))
+        .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir() || m.file_type().is_symlink()))
         .collect();
     students.sort();
 
-    // (student, lab) → submission
+    // (student, lab) → submission; and what was refused as a symbolic link.
     let mut found: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
+    let mut refused: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
     for dir in &students {
         let student = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut nbs = Vec::new();
-        notebooks_under(dir, &mut nbs)?;
+        let (mut nbs, mut links) = (Vec::new(), Vec::new());
+        if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            links.push(dir.clone());
+        } else {
+            notebooks_under(dir, &mut nbs, &mut links)?;
+        }
         for nb in nbs {
             let lab = stem(&nb);
             if lab_exercises.contains_key(&lab) {
                 found.entry((student.clone(), lab)).or_insert(nb);
+            }
+        }
+        for link in links {
+            // A linked folder may hold any lab; a linked notebook names its own.
+            let labs: Vec<String> = if link.extension().is_some_and(|e| e == "ipynb") {
+                vec![stem(&link)]
+            } else {
+                lab_exercises.keys().cloned().collect()
+            };
+            for lab in labs.into_iter().filter(|l| lab_exercises.contains_key(l)) {
+                refused
+                    .entry((student.clone(), lab))
+                    .or_insert(link.clone());
             }
         }
     }
@@ -156,7 +187,7 @@ pub fn grade(opts: &Options) -> Result<Gradebook, crate::Error> {
         .keys()
         .filter(|lab| {
             if opts.labs.is_empty() {
-                found.keys().any(|(_, l)| l == *lab)
+                found.keys().chain(refused.keys()).any(|(_, l)| l == *lab)
             } else {
                 opts.labs.iter().any(|want| lab.starts_with(want.as_str()))
             }
@@ -174,14 +205,30 @@ pub fn grade(opts: &Options) -> Result<Gradebook, crate::Error> {
             .unwrap_or_default();
         for lab in &labs {
             let (solution, ex) = &lab_exercises[lab];
-            match found.get(&(student.clone(), lab.clone())) {
-                Some(sub) => jobs.push(Job {
+            let key = (student.clone(), lab.clone());
+            match (found.get(&key), refused.get(&key)) {
+                (Some(sub), _) => jobs.push(Job {
                     student: student.clone(),
                     lab: lab.clone(),
                     solution: solution.clone(),
                     submission: sub.clone(),
                 }),
-                None => rows.push(Row {
+                (None, Some(link)) => {
+                    rows.push(Row {
+                        student: student.clone(),
+                        lab: lab.clone(),
+                        grade: all_exercises(
+                            ex,
+                            Status::Unreadable,
+                            &format!(
+                            "{} is a symbolic link: refused (only files inside the submissions \
+                             folder are graded)",
+                            link.strip_prefix(&opts.submissions).unwrap_or(link).display()
+                        ),
+                        ),
+                    })
+                }
+                (None, None) => rows.push(Row {
                     student: student.clone(),
                     lab: lab.clone(),
                     grade: all_exercises(ex, Status::NotSubmitted, "no notebook for this lab"),
@@ -257,7 +304,7 @@ fn run_jobs(
     let mut rows = Vec::new();
     let mut errors = 0;
     let mut queue: std::collections::VecDeque<&Job> = jobs.iter().collect();
-    let mut running: Vec<(usize, &Job, Child, PathBuf)> = Vec::new();
+    let mut running: Vec<(usize, &Job, Child, PathBuf, Instant)> = Vec::new();
     let mut free: Vec<usize> = (0..slots).rev().collect();
     // Until slot 0 has built the library once, it runs alone.
     let mut warm = slot_dir(0).join("target").is_dir();
@@ -279,6 +326,9 @@ fn run_jobs(
             let log = fs::File::create(work.join(format!("{}--{}.log", job.student, job.lab)))
                 .map_err(io(work))?;
             let child = Command::new(&exe)
+                // Its own process group: a submission over its time is killed with everything
+                // it started (the kernel, its children).
+                .process_group(0)
                 .arg("grade-one")
                 .arg(&job.solution)
                 .arg(&job.submission)
@@ -299,17 +349,40 @@ fn run_jobs(
                 .stderr(log)
                 .spawn()
                 .map_err(io(&exe))?;
-            running.push((slot, job, child, result));
+            running.push((slot, job, child, result, Instant::now()));
         }
         std::thread::sleep(Duration::from_millis(100));
         let mut i = 0;
         while i < running.len() {
             let finished = running[i].2.try_wait().map_err(io(&exe))?;
             let Some(status) = finished else {
+                if running[i].4.elapsed() > opts.submission_timeout {
+                    let pgid = running[i].2.id() as i32;
+                    // SAFETY: kill(2) on the process group we created for this submission.
+                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                    let _ = running[i].2.wait();
+                    let (slot, job, _child, _result, _) = running.swap_remove(i);
+                    free.push(slot);
+                    warm = true;
+                    done += 1;
+                    rows.push(Row {
+                        student: job.student.clone(),
+                        lab: job.lab.clone(),
+                        grade: all_exercises(
+                            &lab_exercises[&job.lab].1,
+                            Status::TimedOut,
+                            &format!(
+                                "the whole submission ran past its limit of {:.0} s",
+                                opts.submission_timeout.as_secs_f64()
+                            ),
+                        ),
+                    });
+                    continue;
+                }
                 i += 1;
                 continue;
             };
-            let (slot, job, _child, result) = running.swap_remove(i);
+            let (slot, job, _child, result, _) = running.swap_remove(i);
             free.push(slot);
             warm = true;
             done += 1;

@@ -93,6 +93,11 @@ enum Command {
         /// Time limit of each cell, in seconds (the `:dep` cell excepted).
         #[arg(long, default_value_t = 60.0)]
         timeout: f64,
+        /// Time limit of one submission as a whole, in seconds (compiling included); past it,
+        /// its grading process and everything it started are killed and every exercise of it
+        /// is `timed-out`.
+        #[arg(long, default_value_t = 900.0)]
+        submission_timeout: f64,
         /// Bytes of stdout and of stderr kept per cell.
         #[arg(long, default_value_t = 1 << 20)]
         output_cap: usize,
@@ -195,6 +200,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             labs,
             jobs,
             timeout,
+            submission_timeout,
             output_cap,
             seed,
             build_dir,
@@ -210,6 +216,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 labs,
                 jobs,
                 timeout: seconds(timeout)?,
+                submission_timeout: seconds(submission_timeout)?,
                 output_cap,
                 seed,
                 build_dir,

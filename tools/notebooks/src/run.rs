@@ -86,9 +86,6 @@ pub struct CellRun {
     pub terminated: bool,
     /// Whether stdout or stderr went over the output cap (the rest was dropped).
     pub truncated: bool,
-    /// Lines starting with [`GRADE_LINE_PREFIX`], kept apart from stdout (only the grader's check
-    /// cells print them).
-    pub grade_lines: Vec<String>,
 }
 
 impl CellRun {
@@ -97,9 +94,6 @@ impl CellRun {
         self.error.is_none() && !self.panicked
     }
 }
-
-/// The start of a grade line (`kto_lab::checks::grading::GRADE_LINE` and a space).
-pub const GRADE_LINE_PREFIX: &str = "KTO_LAB_GRADE ";
 
 /// Limits on one cell's run.
 #[derive(Debug, Clone, Copy)]
@@ -192,7 +186,6 @@ impl Kernel {
             timed_out,
             terminated,
             truncated: taken.truncated,
-            grade_lines: taken.grade_lines,
         }
     }
 }
@@ -209,8 +202,24 @@ impl Watchdog {
         let process = Arc::clone(process);
         let fired = std::thread::spawn(move || match wait.recv_timeout(limit) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let mut child = process.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = child.kill();
+                // The limit covers compiling the cell too: the compilers this process started
+                // are killed until the cell is over (evcxr may retry a compile that died), and
+                // the kernel's process once evcxr lets go of it (it holds it while compiling).
+                let slice = Duration::from_millis(200);
+                let mut killed = false;
+                loop {
+                    kill_compilers();
+                    if !killed {
+                        if let Ok(mut child) = process.try_lock() {
+                            let _ = child.kill();
+                            killed = true;
+                        }
+                    }
+                    match wait.recv_timeout(slice) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                        _ => break,
+                    }
+                }
                 true
             }
             _ => false,
@@ -224,6 +233,47 @@ impl Watchdog {
         self.fired.join().unwrap_or(false)
     }
 }
+
+/// Kills every `cargo` and `rustc` process descended from this one (the cell's compile that
+/// evcxr started), found through `/proc`.
+#[cfg(target_os = "linux")]
+fn kill_compilers() {
+    let me = std::process::id();
+    // (pid, parent, command name) of every process: `/proc/<pid>/stat` is "pid (comm) S ppid …".
+    let procs: Vec<(u32, u32, String)> = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            let (head, tail) = stat.rsplit_once(')')?;
+            let (pid, comm) = head.split_once(" (")?;
+            let ppid = tail.split_whitespace().nth(1)?;
+            Some((pid.parse().ok()?, ppid.parse().ok()?, comm.to_owned()))
+        })
+        .collect();
+    let mut ours = std::collections::HashSet::from([me]);
+    loop {
+        let before = ours.len();
+        for (pid, ppid, _) in &procs {
+            if ours.contains(ppid) {
+                ours.insert(*pid);
+            }
+        }
+        if ours.len() == before {
+            break;
+        }
+    }
+    for (pid, _, comm) in &procs {
+        if *pid != me && ours.contains(pid) && (comm == "rustc" || comm == "cargo") {
+            // SAFETY: kill(2) on a process this one started (its compile).
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kill_compilers() {}
 
 /// The run of one notebook.
 #[derive(Debug, Clone)]
@@ -571,7 +621,6 @@ impl Drop for CwdGuard {
 struct Taken {
     stdout: String,
     stderr: String,
-    grade_lines: Vec<String>,
     truncated: bool,
 }
 
@@ -579,13 +628,9 @@ struct Taken {
 struct Buffers {
     stdout: String,
     stderr: String,
-    grade_lines: Vec<String>,
     truncated: bool,
     cap: usize,
 }
-
-/// At most this many grade lines are kept per cell (a real check cell prints one).
-const MAX_GRADE_LINES: usize = 16;
 
 /// Collects the child process's stdout and stderr lines as they come (evcxr waits until stdout
 /// is consumed before it returns from a cell, so someone must read it meanwhile), keeping at most
@@ -608,25 +653,17 @@ impl Capture {
             std::thread::spawn(move || {
                 while let Ok(line) = channel.recv() {
                     let mut b = buffers.lock().unwrap_or_else(|e| e.into_inner());
-                    if !is_stderr && line.starts_with(GRADE_LINE_PREFIX) {
-                        if b.grade_lines.len() < MAX_GRADE_LINES {
-                            b.grade_lines.push(line);
-                        } else {
-                            b.truncated = true;
-                        }
+                    let cap = b.cap;
+                    let buf = if is_stderr {
+                        &mut b.stderr
                     } else {
-                        let cap = b.cap;
-                        let buf = if is_stderr {
-                            &mut b.stderr
-                        } else {
-                            &mut b.stdout
-                        };
-                        if buf.len() + line.len() < cap {
-                            buf.push_str(&line);
-                            buf.push('\n');
-                        } else {
-                            b.truncated = true;
-                        }
+                        &mut b.stdout
+                    };
+                    if buf.len() + line.len() < cap {
+                        buf.push_str(&line);
+                        buf.push('\n');
+                    } else {
+                        b.truncated = true;
                     }
                     activity.fetch_add(1, Ordering::SeqCst);
                 }
@@ -658,7 +695,6 @@ impl Capture {
         Taken {
             stdout: std::mem::take(&mut b.stdout),
             stderr: std::mem::take(&mut b.stderr),
-            grade_lines: std::mem::take(&mut b.grade_lines),
             truncated: std::mem::replace(&mut b.truncated, false),
         }
     }

@@ -222,6 +222,12 @@ fn grade_fixture_class(
             return;
         }
     }
+    let leftovers = processes_with_arg(grade_class::LEFTOVER);
+    if leftovers > 0 {
+        failures.push(format!(
+            "{leftovers} processes a submission started are still running after grading"
+        ));
+    }
     if class.join("escaped.txt").exists() {
         failures.push("a submission wrote outside its folder while graded".into());
     }
@@ -264,22 +270,44 @@ fn readme_excerpt_is_from(readme: &Path, csv: &str, failures: &mut Vec<String>) 
     }
 }
 
-/// Every file under `dir` with its contents, sorted.
-fn folder_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+/// Every file under `dir` with its mode and contents, sorted (links are not followed).
+fn folder_bytes(dir: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
-            if p.is_dir() {
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+                let bytes = if meta.is_file() {
+                    std::fs::read(&p).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                out.push((p.clone(), meta.permissions().mode(), bytes));
             }
         }
     }
     out.sort();
     out
+}
+
+/// How many processes have `arg` as an argument (scanning /proc).
+fn processes_with_arg(arg: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == arg.as_bytes()))
+        })
+        .count()
 }
 
 fn run_one(runner: &mut Runner, path: &Path) -> Result<NotebookRun, String> {

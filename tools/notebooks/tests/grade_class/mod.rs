@@ -125,6 +125,60 @@ pub fn write(root: &Path, dir: &Path) -> Vec<&'static str> {
             generate_free(&solution_body(&solution, EX1))
         ),
     );
+    // A reference called from a thread of the student's own: the grader's build of the library
+    // has no such function, so it does not compile, whatever thread calls it.
+    let thread_reference = with_body(
+        &solution,
+        EX1,
+        "    let (p, r, l, c) = (policy_logps.to_vec(), reference_logps.to_vec(), labels.to_vec(), *cfg);\n    \
+         std::thread::spawn(move || {\n        \
+         let b = kto_lab::losses::plain::UnpairedBatch {\n            \
+         policy_logps: &p,\n            reference_logps: &r,\n            labels: &l,\n            \
+         kl_policy_logps: &[],\n            kl_reference_logps: &[],\n        };\n        \
+         kto_lab::losses::plain::kto_batch_mean(&b, &c).ok().map(|o| o.metrics.loss)\n    \
+         })\n    .join()\n    .unwrap()",
+    );
+    // Snooping: a right answer only while the other student's notebook and the pristine
+    // solution stay unreadable (a leak turns the row from passed to failed).
+    let snooping = with_body(
+        &solution,
+        EX2,
+        &format!(
+            "    for secret in [{:?}, {:?}] {{\n        \
+             if std::fs::read(secret).is_ok() {{\n            return Some(-1.0);\n        }}\n    }}\n{}",
+            dir.join("ada_full_marks").join(LAB).display().to_string(),
+            root.join("solutions").join(LAB).display().to_string(),
+            generate_free(&solution_body(&solution, EX2))
+        ),
+    );
+    // Vandalism: truncate and chmod another student's notebook (must fail), then answer.
+    let vandal = with_body(
+        &solution,
+        EX3,
+        &format!(
+            "    let victim = {:?};\n    \
+             let _ = std::fs::OpenOptions::new().write(true).open(victim).map(|f| f.set_len(0));\n    \
+             {{\n        use std::os::unix::fs::PermissionsExt;\n        \
+             let _ = std::fs::set_permissions(victim, std::fs::Permissions::from_mode(0));\n    }}\n{}",
+            dir.join("ada_full_marks").join(LAB).display().to_string(),
+            generate_free(&solution_body(&solution, EX3))
+        ),
+    );
+    // Touching the hidden seed in the student's own kernel changes nothing the judge draws.
+    let seed_toucher = format!(
+        "kto_lab::checks::grading::set_hidden_seed(7);\n{}",
+        solved(EX1)
+    );
+    // Leaves processes behind: none may survive the grading run.
+    let sleepers = with_body(
+        &solution,
+        EX2,
+        &format!(
+            "    for _ in 0..30 {{\n        \
+             let _ = std::process::Command::new(\"sleep\").arg({LEFTOVER:?}).spawn();\n    }}\n{}",
+            generate_free(&solution_body(&solution, EX2))
+        ),
+    );
     // Each student but the first two breaks or cheats on several exercises at once, one way
     // each, so the class also shows that what happens in one exercise (a panic, a time-out and
     // the kernel's restart, an exit) costs only that exercise. (student, [(cell id, its new
@@ -173,6 +227,32 @@ pub fn write(root: &Path, dir: &Path) -> Vec<&'static str> {
             ],
         ),
         (
+            "kai_thread_reference_snooping_vandal",
+            vec![
+                (EX1, Some(thread_reference)),
+                (EX2, Some(snooping)),
+                (EX3, Some(vandal)),
+            ],
+        ),
+        (
+            // Saved as Colab and nbformat 4.4 save: no cell ids (see `without_ids`).
+            "mo_colab_no_ids_touches_seed",
+            vec![
+                (EX1, Some(seed_toucher)),
+                (EX2, Some(solved(EX2))),
+                (EX3, Some(solved(EX3))),
+            ],
+        ),
+        (
+            // Exercise 1.1's cell twice, a wrong copy first (see `DUPLICATED`).
+            "ned_duplicate_id_sleepers",
+            vec![
+                (EX1, Some(solved(EX1))),
+                (EX2, Some(sleepers)),
+                (EX3, Some(solved(EX3))),
+            ],
+        ),
+        (
             "max_writes_outside",
             vec![
                 (EX1, Some(writes_outside)),
@@ -204,12 +284,56 @@ pub fn write(root: &Path, dir: &Path) -> Vec<&'static str> {
             }
             nb = Notebook::parse(&json.to_string(), Path::new(LAB)).expect("still a notebook");
         }
+        if student.starts_with("mo_") {
+            nb = without_ids(&nb);
+        }
+        if student.starts_with("ned_") {
+            let mut json = nb.json().clone();
+            let i = cell_index(&nb, EX1);
+            let mut wrong = json["cells"][i].clone();
+            wrong["source"] = Value::from(with_body(
+                &solution,
+                EX1,
+                "    let _ = (policy_logps, reference_logps, labels, cfg);\n    Some(0.0)",
+            ));
+            if let Value::Array(cells) = &mut json["cells"] {
+                cells.insert(i, wrong);
+            }
+            nb = Notebook::parse(&json.to_string(), Path::new(LAB)).expect("still a notebook");
+        }
         let folder = dir.join(student);
         fs::create_dir_all(&folder).expect("the class folder");
         fs::write(folder.join(LAB), nb.to_json_string()).expect("the notebook writes");
         names.push(student);
     }
+    // A student folder that is a symbolic link to a folder outside the class, holding a link to
+    // the pristine solution: refused, never graded.
+    let outside = dir.with_file_name("outside-the-class");
+    fs::create_dir_all(&outside).expect("a folder outside the class");
+    let _ = fs::remove_file(outside.join(LAB));
+    std::os::unix::fs::symlink(root.join("solutions").join(LAB), outside.join(LAB))
+        .expect("a link to the solution");
+    std::os::unix::fs::symlink(&outside, dir.join("oli_symlinked_solution"))
+        .expect("a linked student folder");
+    names.push("oli_symlinked_solution");
     names
+}
+
+/// The argument of the `sleep` processes a submission leaves behind: the test looks for it.
+pub const LEFTOVER: &str = "987.654";
+
+/// The notebook as nbformat 4.4 (and Colab) saves it: no cell ids.
+fn without_ids(nb: &Notebook) -> Notebook {
+    let mut json = nb.json().clone();
+    json["nbformat_minor"] = Value::from(4);
+    if let Value::Array(cells) = &mut json["cells"] {
+        for c in cells {
+            if let Value::Object(o) = c {
+                o.remove("id");
+            }
+        }
+    }
+    Notebook::parse(&json.to_string(), Path::new(LAB)).expect("still a notebook")
 }
 
 /// The solution region of cell `id`, markers included.
