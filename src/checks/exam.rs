@@ -168,7 +168,7 @@ fn serve<Q: DeserializeOwned, A: Serialize>(
         let mut socket = grader_socket()?;
         // A question sent to an earlier process of this kernel that died before reading it
         // (a time-out) is still in the socket: drop it, so this cell answers only its own.
-        drain(&mut socket)?;
+        drain(&socket)?;
         send(
             &mut socket,
             &FromStudent::Ready {
@@ -213,9 +213,11 @@ fn serve<Q: DeserializeOwned, A: Serialize>(
     }
 }
 
-/// Reads and drops whatever is waiting on `socket`, without blocking.
-#[cfg(all(feature = "exam", unix))]
-fn drain(socket: &mut std::os::unix::net::UnixStream) -> io::Result<()> {
+/// Reads and drops whatever is waiting on `socket`, without blocking: a message left by an
+/// earlier process of the kernel that was killed mid-exchange. Both ends call it before a check
+/// cell's exchange begins.
+#[cfg(unix)]
+pub fn drain(mut socket: &std::os::unix::net::UnixStream) -> io::Result<()> {
     socket.set_nonblocking(true)?;
     let mut buf = [0u8; 4096];
     let outcome = loop {
@@ -232,7 +234,7 @@ fn drain(socket: &mut std::os::unix::net::UnixStream) -> io::Result<()> {
 }
 
 #[cfg(all(feature = "exam", not(unix)))]
-fn drain(_socket: &mut std::fs::File) -> io::Result<()> {
+fn drain(_socket: &std::fs::File) -> io::Result<()> {
     Ok(())
 }
 

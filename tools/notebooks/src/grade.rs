@@ -682,16 +682,10 @@ fn run_plan(
 /// A Unix socket pair: the judge's end, and the student's end without close-on-exec (so the
 /// kernel's process inherits it).
 fn socket_pair() -> Result<(UnixStream, UnixStream), GradeError> {
-    let io = |source| {
-        GradeError::Run(crate::run::RunError::Io {
-            path: PathBuf::from("(the grader's socket)"),
-            source,
-        })
-    };
-    let (judge, student) = UnixStream::pair().map_err(io)?;
+    let (judge, student) = UnixStream::pair().map_err(socket_error)?;
     // SAFETY: F_SETFD on a descriptor we own; clearing FD_CLOEXEC has no memory effects.
     if unsafe { libc::fcntl(student.as_raw_fd(), libc::F_SETFD, 0) } != 0 {
-        return Err(io(std::io::Error::last_os_error()));
+        return Err(socket_error(std::io::Error::last_os_error()));
     }
     Ok((judge, student))
 }
@@ -739,25 +733,12 @@ impl std::io::Write for Interruptible {
     }
 }
 
-/// Reads and drops whatever is waiting on `stream`, without blocking.
-fn drain(mut stream: &UnixStream) -> Result<(), GradeError> {
-    use std::io::Read;
-    let io = |source| {
-        GradeError::Run(crate::run::RunError::Io {
-            path: PathBuf::from("(the grader's socket)"),
-            source,
-        })
-    };
-    stream.set_nonblocking(true).map_err(io)?;
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(n) if n > 0 => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            _ => break,
-        }
-    }
-    stream.set_nonblocking(false).map_err(io)
+/// A failure of the grader's socket, as the grade's error.
+fn socket_error(source: std::io::Error) -> GradeError {
+    GradeError::Run(crate::run::RunError::Io {
+        path: PathBuf::from("(the grader's socket)"),
+        source,
+    })
 }
 
 /// The judge of one check cell, on a thread of this process, while the kernel runs the cell.
@@ -772,15 +753,10 @@ impl Judging {
         socket: &UnixStream,
         limit: Duration,
     ) -> Result<Judging, GradeError> {
-        let stream = socket.try_clone().map_err(|source| {
-            GradeError::Run(crate::run::RunError::Io {
-                path: PathBuf::from("(the grader's socket)"),
-                source,
-            })
-        })?;
+        let stream = socket.try_clone().map_err(socket_error)?;
         // An answer from an earlier process of this kernel that came after its judge gave up
         // (a time-out) is still in the socket: drop it before this cell's judge listens.
-        drain(&stream)?;
+        exam::drain(&stream).map_err(socket_error)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
