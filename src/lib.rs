@@ -50,6 +50,8 @@ pub mod math;
 pub mod model;
 pub mod pipeline;
 pub mod prospect;
+#[cfg(feature = "rate")]
+pub mod rate;
 pub mod table;
 /// The old name of [`table`]: notebooks saved before it was renamed import `kto_lab::report`.
 #[doc(hidden)]

@@ -12,6 +12,7 @@
 //! | [`token_logprobs`], [`masked_sequence_sum`], [`sequence_logprobs`] | per-token log-probs (unmasked), the masked per-sequence sum, log π(y\|x) | 3 |
 //! | [`Policy`], [`KtoBatch`], [`kto_step`], [`kto_loss`] | one KTO step by hand: a policy with its optimizer, a batch with its reference log-probs | 3 |
 //! | [`train`], [`ClassroomRun`] | the closed loop (SFT → sample → judge → feedback → KTO) with [`LoopConfig::classroom`](crate::pipeline::LoopConfig::classroom) | 3 |
+//! | [`rating_model`], [`RatingSession`], [`VotesRun`] | the answers a student rates, KTO on their votes, the move toward their taste | 4 |
 //! | [`scratch_dir`] | a fresh folder for the files a notebook writes | 3, 4 |
 //!
 //! ```
@@ -21,6 +22,7 @@
 //! ```
 
 mod policy;
+mod rating;
 mod run;
 
 pub use policy::{demo_examples, kto_demo, kto_demo_chart, KtoBatch, Policy, TracedLogps};
@@ -29,6 +31,7 @@ pub use policy::{demo_examples, kto_demo, kto_demo_chart, KtoBatch, Policy, Trac
 pub use policy::{kto_loss, kto_step};
 #[cfg(feature = "exam")]
 pub(crate) use policy::{kto_loss, kto_step};
+pub use rating::{rating_model, RatingSession, VotesRun, CLASSROOM_DESCRIPTION};
 pub use run::{train, train_with, ClassroomRun, Samples, Which};
 
 use std::fmt;

@@ -9,6 +9,8 @@
 //! | [`PairedRecord`] | one (prompt, chosen, rejected) example in TRL's DPO format |
 //! | [`Click`], [`Vote`], [`final_votes`] | a chat UI's clicks → one record per answer, its last vote |
 //! | [`FeedbackStore`] | append / load / count / export feedback in a JSON Lines file |
+//! | [`VoteLog`], [`RatedClick`], [`AnswerPool`], [`RaterProgress`], [`final_records`] | the rating page's click log (who, when, which answer) and the training rows it gives |
+//! | [`Agreement`] | two raters (a person and the judge) on the same answers: agreement, Cohen's κ |
 //! | [`unpair()`], [`read_paired`], [`unpair_file`] | paired DPO data → unpaired KTO data |
 //! | [`advise`] | the KTO paper's weighting rule: λD·nD / (λU·nU) in [1, 4/3] |
 //! | [`DECISION_GUIDE`], [`analyze`] | KTO or DPO? — a printable guide, and a report on a dataset file |
@@ -36,6 +38,7 @@
 //! # }
 //! ```
 
+mod agreement;
 mod clicks;
 mod error;
 mod guide;
@@ -44,7 +47,9 @@ mod jsonl;
 mod record;
 mod store;
 mod unpair;
+mod votes;
 
+pub use agreement::Agreement;
 pub use clicks::{Click, Vote};
 // The graded exercises' answers: crate-private in the grader's build (`answer_key!`).
 #[cfg(not(feature = "exam"))]
@@ -63,6 +68,10 @@ pub use jsonl::TornTail;
 pub use record::{Message, PairedRecord, Record, Role, Text};
 pub use store::{Appended, Exported, FeedbackStore, Loaded, Stats, TailRepair};
 pub use unpair::{read_paired, unpair, unpair_file};
+pub use votes::{
+    check_rater_name, distinct_answers, final_records, rows_per_rater, AnswerPool, Choice,
+    LoadedClicks, PoolAnswer, RatedClick, RaterProgress, VoteLog, MAX_RATER_NAME,
+};
 
 /// The seed notebook's feedback rows, plus one prompt with two thumbs down: 9 rows,
 /// 4 desirable, 5 undesirable.

@@ -160,15 +160,8 @@ impl FeedbackStore {
         self
     }
 
-    /// Refuses anything at `path` that is not a regular file (a missing file is fine).
     fn check_regular(&self, meta: &std::fs::Metadata) -> Result<(), FeedbackError> {
-        if meta.is_file() {
-            Ok(())
-        } else {
-            Err(FeedbackError::NotARegularFile {
-                path: self.path.clone(),
-            })
-        }
+        check_regular(&self.path, meta)
     }
 
     /// The backing file.
@@ -201,96 +194,7 @@ impl FeedbackStore {
             field: p.field(),
             message: p.to_string(),
         })?;
-        let line = record.to_store_line();
-        // Before opening: opening a device or a FIFO can already have effects (or block).
-        match std::fs::metadata(&self.path) {
-            Ok(meta) => self.check_regular(&meta)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.io(e)),
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&self.path)
-            .map_err(|e| self.io(e))?;
-        self.check_regular(&file.metadata().map_err(|e| self.io(e))?)?;
-        file.lock().map_err(|e| self.io(e))?;
-
-        let tail = last_line(&mut file).map_err(|e| self.io(e))?;
-        let mut len = tail.start + tail.fragment.len() as u64;
-        let mut repaired = None;
-        let mut buf = String::with_capacity(line.len() + 2);
-        if !tail.fragment.is_empty() {
-            if is_torn(&tail.fragment) {
-                let sidecar = self.save_sidecar(&tail.fragment)?;
-                file.set_len(tail.start).map_err(|e| self.io(e))?;
-                len = tail.start;
-                repaired = Some(TailRepair {
-                    offset: tail.start,
-                    bytes: tail.fragment.len(),
-                    sidecar,
-                });
-            } else {
-                // A complete (or blank) last line without its newline: finish it, keep it.
-                buf.push('\n');
-            }
-        }
-        let offset = len + buf.len() as u64;
-        buf.push_str(&line);
-        buf.push('\n');
-        let written = file
-            .write_all(buf.as_bytes())
-            .and_then(|()| file.flush())
-            .and_then(|()| if self.fsync { file.sync_data() } else { Ok(()) });
-        if let Err(e) = written {
-            // A full disk or an I/O error part-way: cut the partial line back off, so the file
-            // holds exactly what it held before (a retry then cannot glue onto a fragment).
-            let _ = file.set_len(len);
-            return Err(self.io(e));
-        }
-        // The record is written: an unlock failure must not report it as lost (a caller
-        // retrying would duplicate it). Closing the file below releases the lock anyway.
-        let _ = file.unlock();
-        drop(file);
-        Ok(Appended { offset, repaired })
-    }
-
-    /// Copy a torn fragment to a new sidecar file `<file>.torn-<unix-seconds>[-n]`.
-    fn save_sidecar(&self, fragment: &[u8]) -> Result<PathBuf, FeedbackError> {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        for n in 0u32..1000 {
-            let mut name = self.path.clone().into_os_string();
-            name.push(format!(".torn-{secs}"));
-            if n > 0 {
-                name.push(format!("-{n}"));
-            }
-            let candidate = PathBuf::from(name);
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&candidate)
-            {
-                Ok(mut f) => {
-                    f.write_all(fragment)
-                        .and_then(|()| f.sync_all())
-                        .map_err(|e| FeedbackError::io(&candidate, e))?;
-                    return Ok(candidate);
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(FeedbackError::io(&candidate, e)),
-            }
-        }
-        Err(FeedbackError::io(
-            &self.path,
-            io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "1000 sidecar files <file>.torn-<seconds>-<n> already exist for this second",
-            ),
-        ))
+        append_line(&self.path, &record.to_store_line(), self.fsync)
     }
 
     /// Read every record, under a shared lock.
@@ -386,6 +290,117 @@ impl FeedbackStore {
             undesirable: stats.undesirable,
             torn_tail: loaded.torn_tail,
             warning: one_class_warning(&stats),
+        })
+    }
+}
+
+/// Appends `line + "\n"` to the JSON Lines file at `path` under an exclusive lock, as
+/// [`FeedbackStore::append`] describes (a torn last line moved aside first, a failed write cut
+/// back). Shared by every append-only log of the crate ([`FeedbackStore`], the rating page's
+/// [`VoteLog`](super::VoteLog)): one implementation of "a whole line or nothing".
+pub(crate) fn append_line(path: &Path, line: &str, fsync: bool) -> Result<Appended, FeedbackError> {
+    // Before opening: opening a device or a FIFO can already have effects (or block).
+    match std::fs::metadata(path) {
+        Ok(meta) => check_regular(path, &meta)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(FeedbackError::io(path, e)),
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| FeedbackError::io(path, e))?;
+    check_regular(
+        path,
+        &file.metadata().map_err(|e| FeedbackError::io(path, e))?,
+    )?;
+    file.lock().map_err(|e| FeedbackError::io(path, e))?;
+
+    let tail = last_line(&mut file).map_err(|e| FeedbackError::io(path, e))?;
+    let mut len = tail.start + tail.fragment.len() as u64;
+    let mut repaired = None;
+    let mut buf = String::with_capacity(line.len() + 2);
+    if !tail.fragment.is_empty() {
+        if is_torn(&tail.fragment) {
+            let sidecar = save_sidecar(path, &tail.fragment)?;
+            file.set_len(tail.start)
+                .map_err(|e| FeedbackError::io(path, e))?;
+            len = tail.start;
+            repaired = Some(TailRepair {
+                offset: tail.start,
+                bytes: tail.fragment.len(),
+                sidecar,
+            });
+        } else {
+            // A complete (or blank) last line without its newline: finish it, keep it.
+            buf.push('\n');
+        }
+    }
+    let offset = len + buf.len() as u64;
+    buf.push_str(line);
+    buf.push('\n');
+    let written = file
+        .write_all(buf.as_bytes())
+        .and_then(|()| file.flush())
+        .and_then(|()| if fsync { file.sync_data() } else { Ok(()) });
+    if let Err(e) = written {
+        // A full disk or an I/O error part-way: cut the partial line back off, so the file
+        // holds exactly what it held before (a retry then cannot glue onto a fragment).
+        let _ = file.set_len(len);
+        return Err(FeedbackError::io(path, e));
+    }
+    // The record is written: an unlock failure must not report it as lost (a caller
+    // retrying would duplicate it). Closing the file below releases the lock anyway.
+    let _ = file.unlock();
+    drop(file);
+    Ok(Appended { offset, repaired })
+}
+
+/// Copy a torn fragment to a new sidecar file `<file>.torn-<unix-seconds>[-n]`.
+fn save_sidecar(path: &Path, fragment: &[u8]) -> Result<PathBuf, FeedbackError> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for n in 0u32..1000 {
+        let mut name = path.to_path_buf().into_os_string();
+        name.push(format!(".torn-{secs}"));
+        if n > 0 {
+            name.push(format!("-{n}"));
+        }
+        let candidate = PathBuf::from(name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&candidate)
+        {
+            Ok(mut f) => {
+                f.write_all(fragment)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| FeedbackError::io(&candidate, e))?;
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(FeedbackError::io(&candidate, e)),
+        }
+    }
+    Err(FeedbackError::io(
+        path,
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "1000 sidecar files <file>.torn-<seconds>-<n> already exist for this second",
+        ),
+    ))
+}
+
+/// Refuses anything at `path` that is not a regular file (a missing file is fine).
+fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), FeedbackError> {
+    if meta.is_file() {
+        Ok(())
+    } else {
+        Err(FeedbackError::NotARegularFile {
+            path: path.to_path_buf(),
         })
     }
 }

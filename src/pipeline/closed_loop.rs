@@ -101,6 +101,42 @@ pub fn run_loop<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
     })
 }
 
+/// Only the loop's first stage: the tokenizer and the SFT model (trained on the world's
+/// half-good mix, or loaded from `cfg.sft_checkpoint`), with no looks during training. What a
+/// rating session starts from (`kto-lab rate` with no trained model yet).
+pub fn train_sft_model<D: Device<f32> + Shareable, M: LanguageModel<D> + Shareable>(
+    init: impl Fn(u64) -> M,
+    cfg: &LoopConfig,
+    log: &mut MetricsLog,
+) -> Result<(Tokenizer, M), LoopError> {
+    let prompts = cfg.prompts();
+    let tokenizer =
+        Tokenizer::train(&world::tokenizer_corpus(), cfg.vocab_size).map_err(ModelError::from)?;
+    let codec = Codec {
+        tokenizer: &tokenizer,
+    };
+    let looker = Looker {
+        codec: &codec,
+        prompts: &prompts,
+        sampling: &cfg.sampling,
+        seed: cfg.seed ^ 0x9b0e,
+    };
+    let cfg = LoopConfig {
+        probe: None,
+        ..cfg.clone()
+    };
+    let ctx = Context {
+        cfg: &cfg,
+        codec: &codec,
+        train_prompts: &[],
+        store: None,
+        looker: &looker,
+        pad: tokenizer.eos_id(),
+    };
+    let model = sft(&init, &ctx, log)?;
+    Ok((tokenizer, model))
+}
+
 /// The feedback store `dir/feedback.jsonl`, which must not exist yet: the loop writes a fresh
 /// one, and nothing saved is overwritten.
 fn fresh_store(dir: &Path) -> Result<FeedbackStore, LoopError> {

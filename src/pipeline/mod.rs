@@ -22,6 +22,7 @@
 //! | [`charts`](loss_curves) | loss, KTO and desirable-rate charts from the metrics log |
 //! | [`seeds`](SeedSummary) | the same job over several seeds, as mean ± spread |
 //! | [`lora`](lora_beside_full) | LoRA beside full fine-tuning |
+//! | [`votes`](kto_on_votes) | a person's thumbs: the answers to rate, KTO on their votes, the move toward their taste |
 //! | `error` | [`LoopError`] |
 
 mod charts;
@@ -36,9 +37,10 @@ mod probe;
 mod report;
 mod runs;
 mod seeds;
+mod votes;
 
 pub use charts::{desirable_rate_curves, desirable_rates, kto_curves, loss_curves};
-pub use closed_loop::{run_loop, LoopOutcome};
+pub use closed_loop::{run_loop, train_sft_model, LoopOutcome};
 pub use codec::Codec;
 pub use config::LoopConfig;
 pub use error::LoopError;
@@ -47,3 +49,7 @@ pub use lora::{lora_beside_full, LoraOutcome, LoraReport, LoraRow, LoraSettings}
 pub use probe::{probe, ProbeConfig, PROBE_HELD_OUT_RATE, PROBE_TRAIN_RATE};
 pub use report::{LoopReport, MethodRow};
 pub use seeds::{SeedRow, SeedSummary, Spread};
+pub use votes::{
+    answer_pool, category, held_out, judge_agreement, kto_on_votes, RatingModel, Scored, Taste,
+    VotesReport, CATEGORIES, HELD_OUT_SAMPLES,
+};

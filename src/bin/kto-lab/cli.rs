@@ -70,6 +70,12 @@ enum Command {
     },
     /// Time lab 3's SFT and KTO steps in dfdx and, when Python has torch, in PyTorch eager.
     Bench(crate::bench_cmd::BenchArgs),
+    /// Rate the model's answers yourself in a browser: 👍/👎 into OUT/rate/votes.jsonl (needs
+    /// `--features rate`: cargo run --release --features rate -- rate).
+    Rate(crate::rate_cmd::RateArgs),
+    /// KTO on the votes of a rating session, from the model that wrote the answers: before and
+    /// after on held-out questions, by the judge and by your own (estimated) taste.
+    TrainOnVotes(crate::rate_cmd::TrainOnVotesArgs),
     /// Draw lab 2's charts (value function, KTO loss curves) as SVG and PNG.
     Charts {
         /// The folder to write them in.
@@ -292,6 +298,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Tour { out: dir } => crate::tour::run(&dir, &mut out),
         Command::Bench(args) => crate::bench_cmd::run(&args, &mut out),
+        Command::Rate(args) => crate::rate_cmd::rate(&args, &mut out),
+        Command::TrainOnVotes(args) => crate::rate_cmd::train_on_votes(&args, &mut out),
         Command::Train(args) => {
             let cfg = args.config()?;
             let lora = args.lora()?;

@@ -4,6 +4,7 @@
 mod bench_cmd;
 mod cli;
 mod lab3;
+mod rate_cmd;
 mod tour;
 
 use clap::Parser;

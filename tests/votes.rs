@@ -1,0 +1,94 @@
+//! KTO on a rater's own thumbs moves the model toward *their* taste, not the judge's.
+//!
+//! A **scripted rater** (a program, not a person) with a taste the judge does not share: it
+//! likes answers that admit not knowing ("I don't know.", "I am not sure." — the judge's
+//! *evasive* kind, a thumbs down for the judge) and dislikes everything else, correct answers
+//! included. It rates the classroom SFT model's answers through lab 4's click model
+//! ([`final_records`] of its clicks); KTO trains on them. On held-out questions it never rated,
+//! over 3 seeds, the model gives more of the answers it likes — measured directly with its own
+//! rule, and by the report's estimate from its votes.
+
+use kto_lab::classroom::new_model;
+use kto_lab::feedback::{final_records, Click, RatedClick, Vote};
+use kto_lab::pipeline::{train_sft_model, LoopConfig, RatingModel};
+use kto_lab::train::MetricsLog;
+use kto_lab::world;
+
+/// The scripted rater's rule: 👍 to an answer the judge calls evasive, 👎 to anything else.
+fn likes(question: &str, answer: &str) -> bool {
+    let prompt = world::find_prompt(question).expect("a world question");
+    world::judge(prompt, answer).kind == Some(world::UndesirableKind::Evasive)
+}
+
+#[test]
+fn a_scripted_raters_taste_is_learned_over_three_seeds() {
+    let config = LoopConfig::classroom();
+    let (tokenizer, model) =
+        train_sft_model(new_model, &config, &mut MetricsLog::quiet()).expect("SFT trains");
+    let mut rating = RatingModel {
+        model,
+        tokenizer,
+        config,
+        description: "classroom".into(),
+    };
+    let mut lines = Vec::new();
+    for seed in [1u64, 2, 3] {
+        rating.config.seed = seed;
+        rating.config.kto.seed = seed;
+        let pool = rating.pool(8, seed).expect("answers to rate");
+        let clicks: Vec<RatedClick> = pool
+            .answers
+            .iter()
+            .map(|a| RatedClick {
+                answer: a.id.clone(),
+                rater: "scripted".into(),
+                time_ms: 0,
+                click: Click::new(
+                    a.prompt.as_str(),
+                    a.completion.as_str(),
+                    if likes(&a.prompt, &a.completion) {
+                        Vote::Up
+                    } else {
+                        Vote::Down
+                    },
+                ),
+                undo: false,
+            })
+            .collect();
+        let rows = final_records(&clicks);
+        let ups = rows.iter().filter(|r| r.label).count();
+        assert!(
+            ups > 0 && ups < rows.len(),
+            "seed {seed}: {ups} of {} liked",
+            rows.len()
+        );
+        let (_, report) = rating.train_on(&rows).expect("KTO on the votes");
+        let direct =
+            |s: &kto_lab::pipeline::Scored| s.categories["evasive"] as f64 / s.answers as f64;
+        let (before, after) = (direct(&report.before), direct(&report.after));
+        let (est_before, est_after) = (
+            report.before.taste_rate.unwrap(),
+            report.after.taste_rate.unwrap(),
+        );
+        lines.push(format!(
+            "seed {seed}: {} votes ({ups} up); liked answers {:.1}% → {:.1}%; estimated {:.1}% → {:.1}%; judge {:.1}% → {:.1}%; κ {:?}",
+            rows.len(),
+            100.0 * before,
+            100.0 * after,
+            100.0 * est_before,
+            100.0 * est_after,
+            100.0 * report.before.judge_rate.unwrap(),
+            100.0 * report.after.judge_rate.unwrap(),
+            report.agreement.kappa,
+        ));
+        assert!(after > before, "{}", lines.join("\n"));
+        assert!(est_after > est_before, "{}", lines.join("\n"));
+        // The rater and the judge disagree on every evasive and every correct answer.
+        assert!(
+            report.agreement.kappa.is_some_and(|k| k < 0.5),
+            "{}",
+            lines.join("\n")
+        );
+    }
+    println!("{}", lines.join("\n"));
+}
