@@ -8,8 +8,8 @@
 //! over 3 seeds, the model gives more of the answers it likes — measured directly with its own
 //! rule, and by the report's estimate from its votes.
 
-use kto_lab::classroom::new_model;
-use kto_lab::feedback::{final_records, Click, RatedClick, Vote};
+use kto_lab::classroom::{new_model, RECORDED_VOTES};
+use kto_lab::feedback::{final_records, Click, RatedClick, Vote, VoteLog};
 use kto_lab::pipeline::{train_sft_model, LoopConfig, RatingModel};
 use kto_lab::train::MetricsLog;
 use kto_lab::world;
@@ -91,4 +91,90 @@ fn a_scripted_raters_taste_is_learned_over_three_seeds() {
         );
     }
     println!("{}", lines.join("\n"));
+}
+
+/// The rule of the scripted rater whose votes lab 4 ships ([`RECORDED_VOTES`]): 👍 to correct
+/// answers and to answers that admit not knowing, 👎 to wrong, flippant and malformed ones.
+fn recorded_raters_rule(question: &str, answer: &str) -> bool {
+    let prompt = world::find_prompt(question).expect("a world question");
+    let verdict = world::judge(prompt, answer);
+    verdict.label || verdict.kind == Some(world::UndesirableKind::Evasive)
+}
+
+/// The shipped recording is what its label says: one scripted rater, every vote its rule's.
+#[test]
+fn the_recorded_votes_are_the_scripted_raters() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(RECORDED_VOTES);
+    let loaded = VoteLog::new(&path).load().expect("the recording loads");
+    assert!(loaded.torn_tail.is_none());
+    assert_eq!(loaded.clicks.len(), RECORDED_COUNT);
+    for c in &loaded.clicks {
+        assert_eq!(c.rater, RECORDED_RATER);
+        let expected = if recorded_raters_rule(&c.click.prompt, &c.click.completion) {
+            Vote::Up
+        } else {
+            Vote::Down
+        };
+        assert_eq!(c.click.vote, expected, "{c:?}");
+    }
+    let rows = final_records(&loaded.clicks);
+    assert_eq!(rows.len(), RECORDED_COUNT);
+    let ups = rows.iter().filter(|r| r.label).count();
+    assert!(ups > 0 && ups < rows.len());
+}
+
+const RECORDED_RATER: &str = "scripted rater";
+const RECORDED_COUNT: usize = 24;
+
+/// Records [`RECORDED_VOTES`] anew through the real page: the classroom model's session
+/// answers (as `kto-lab rate` makes them), the scripted rater voting on the first 24 over HTTP
+/// as the page's script does. Run by hand after removing the old file:
+/// `cargo test --test votes -- --ignored record_the_scripted_raters_votes`.
+#[test]
+#[ignore = "writes labs/data/recorded-votes.jsonl; run by hand"]
+fn record_the_scripted_raters_votes() {
+    use std::io::{Read, Write};
+    let dest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(RECORDED_VOTES);
+    assert!(!dest.exists(), "{} exists: remove it first", dest.display());
+    let pool = kto_lab::classroom::rating_model()
+        .expect("the classroom SFT")
+        .pool(6, 42)
+        .expect("answers");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("votes.jsonl");
+    let page = kto_lab::rate::start(kto_lab::rate::RateOptions {
+        pool: pool.clone(),
+        log: VoteLog::new(&log),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        names_required: false,
+    })
+    .expect("the page starts");
+    let host = format!("127.0.0.1:{}", page.addr().port());
+    for a in pool.answers.iter().take(RECORDED_COUNT) {
+        let vote = if recorded_raters_rule(&a.prompt, &a.completion) {
+            "up"
+        } else {
+            "down"
+        };
+        let body = format!(
+            r#"{{"rater":"{RECORDED_RATER}","answer":"{}","vote":"{vote}"}}"#,
+            a.id
+        );
+        let mut s = std::net::TcpStream::connect(page.addr()).unwrap();
+        write!(
+            s,
+            "POST /api/vote HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Type: application/json\r\nX-Rate-Token: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            page.token(),
+            body.len()
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        // A person takes a few seconds per answer; the recording need not.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    page.stop();
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::copy(&log, &dest).unwrap();
 }

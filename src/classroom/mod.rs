@@ -31,7 +31,10 @@ pub use policy::{demo_examples, kto_demo, kto_demo_chart, KtoBatch, Policy, Trac
 pub use policy::{kto_loss, kto_step};
 #[cfg(feature = "exam")]
 pub(crate) use policy::{kto_loss, kto_step};
-pub use rating::{rating_model, RatingSession, VotesRun, CLASSROOM_DESCRIPTION};
+pub use rating::{
+    rated_votes, rating_model, start_rating_page, unattended, RatedVotes, RatingPage,
+    RatingSession, VotesRun, CLASSROOM_DESCRIPTION, RECORDED_VOTES,
+};
 pub use run::{train, train_with, ClassroomRun, Samples, Which};
 
 use std::fmt;

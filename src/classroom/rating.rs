@@ -94,3 +94,202 @@ impl VotesRun {
         super::text_display(self);
     }
 }
+
+/// Why nobody can rate in this run, or `None` when a person may be there: the notebook runner
+/// and the grader set `KTO_LAB_UNATTENDED`; CI sets `CI`.
+pub fn unattended() -> Option<String> {
+    if let Some(why) = std::env::var_os("KTO_LAB_UNATTENDED") {
+        return Some(why.to_string_lossy().into_owned());
+    }
+    std::env::var_os("CI").map(|_| "CI".to_string())
+}
+
+/// The rating page of lab 4, running in its own process (`kto-lab rate`), or why there is none.
+pub struct RatingPage {
+    url: Option<String>,
+    why_not: Option<String>,
+    child: Option<std::process::Child>,
+}
+
+/// The repository this library was built from (a notebook's `:dep kto-lab = { path = ".." }`).
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Starts `kto-lab rate --dir DIR` in the background — `cargo run --release --features rate`
+/// in this repository, so the first start builds it (a few minutes); a restarted kernel resumes
+/// the same session — and waits for its URL. The page stops when this process ends. In an
+/// unattended run ([`unattended`]) nothing is started and the page says why.
+pub fn start_rating_page(dir: &Path) -> std::io::Result<RatingPage> {
+    if let Some(why) = unattended() {
+        return Ok(RatingPage {
+            url: None,
+            why_not: Some(why),
+            child: None,
+        });
+    }
+    std::fs::create_dir_all(dir)?;
+    let dir = dir.canonicalize()?;
+    let url_file = dir.join("url");
+    match std::fs::remove_file(&url_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let log = std::fs::File::create(dir.join("page.log"))?;
+    let mut child =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(repository())
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "--features",
+                "rate",
+                "--",
+                "rate",
+                "--port",
+                "0",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--url-file")
+            .arg(&url_file)
+            .arg("--parent-pid")
+            .arg(std::process::id().to_string())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+    let started = Instant::now();
+    loop {
+        if let Ok(url) = std::fs::read_to_string(&url_file) {
+            if url.ends_with('\n') {
+                return Ok(RatingPage {
+                    url: Some(url.trim().to_string()),
+                    why_not: None,
+                    child: Some(child),
+                });
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(std::io::Error::other(format!(
+                "kto-lab rate stopped ({status}): see {}",
+                dir.join("page.log").display()
+            )));
+        }
+        if started.elapsed().as_secs() > 30 * 60 {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other(
+                "kto-lab rate gave no URL in 30 minutes",
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+impl RatingPage {
+    /// The page's URL (with its token), when it runs.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
+    /// Stops the page.
+    pub fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// evcxr's display: the link, or why there is none.
+    pub fn evcxr_display(&self) {
+        super::text_display(self);
+    }
+}
+
+impl fmt::Display for RatingPage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.url, &self.why_not) {
+            (Some(url), _) => write!(
+                f,
+                "Rate about 20 answers at {url}\n(keys: u 👍, d 👎, s skip, z undo); then run the next cell."
+            ),
+            (None, why) => write!(
+                f,
+                "Unattended run ({}): nobody is here to rate, so no page was started. The cells \
+                 below use the RECORDED vote file instead — a scripted rater, not a person.",
+                why.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+}
+
+/// A scripted rater's votes recorded through the real page, shipped with the labs: what the
+/// cells after the page use when nobody rated. The rater's rule: 👍 to correct answers and to
+/// answers that admit not knowing ("I don't know.", "I am not sure."), 👎 to the rest.
+pub const RECORDED_VOTES: &str = "labs/data/recorded-votes.jsonl";
+
+/// Votes to train on, and where they come from.
+pub struct RatedVotes {
+    /// Every click, in order.
+    pub clicks: Vec<crate::feedback::RatedClick>,
+    /// The training rows ([`final_records`](crate::feedback::final_records) of the clicks).
+    pub rows: Vec<Record>,
+    /// The file read.
+    pub path: std::path::PathBuf,
+    /// Whether these are the recorded votes of a scripted rater (no person rated).
+    pub recorded: bool,
+}
+
+/// The votes in `dir/votes.jsonl`; when there are none (nobody rated, or an unattended run),
+/// the [recorded votes](RECORDED_VOTES), labelled as such.
+pub fn rated_votes(dir: &Path) -> Result<RatedVotes, crate::feedback::FeedbackError> {
+    use crate::feedback::{final_records, VoteLog};
+    let mine = dir.join("votes.jsonl");
+    let clicks = VoteLog::new(&mine).load()?.clicks;
+    let (clicks, path, recorded) = if clicks.is_empty() {
+        let path = repository().join(RECORDED_VOTES);
+        (VoteLog::new(&path).load()?.clicks, path, true)
+    } else {
+        (clicks, mine, false)
+    };
+    Ok(RatedVotes {
+        rows: final_records(&clicks),
+        clicks,
+        path,
+        recorded,
+    })
+}
+
+impl fmt::Display for RatedVotes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let raters: Vec<String> = crate::feedback::rows_per_rater(&self.rows)
+            .into_iter()
+            .map(|(r, n)| format!("{r} ({n})"))
+            .collect();
+        if self.recorded {
+            writeln!(
+                f,
+                "RECORDED votes of a scripted rater (a program, not a person), {}:",
+                RECORDED_VOTES
+            )?;
+        } else {
+            writeln!(f, "Your votes, {}:", self.path.display())?;
+        }
+        writeln!(
+            f,
+            "{} clicks → {} training rows (the last vote per answer) by {}",
+            self.clicks.len(),
+            self.rows.len(),
+            raters.join(", ")
+        )?;
+        write!(f, "{}", crate::feedback::Stats::of(&self.rows))
+    }
+}
+
+impl RatedVotes {
+    /// evcxr's display: where the votes come from and their counts.
+    pub fn evcxr_display(&self) {
+        super::text_display(self);
+    }
+}

@@ -64,6 +64,9 @@ pub struct RateArgs {
     /// Also write the page's URL (with its token) to this file, for scripts.
     #[arg(long)]
     url_file: Option<PathBuf>,
+    /// Stop when the process with this id ends (a notebook's kernel starting the page).
+    #[arg(long)]
+    parent_pid: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -279,8 +282,27 @@ pub fn rate(args: &RateArgs, w: &mut impl Write) -> Result<()> {
         args.dir.display()
     )?;
     w.flush()?;
-    page.wait();
+    match args.parent_pid {
+        Some(pid) => {
+            while process_alive(pid) {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            page.stop();
+        }
+        None => page.wait(),
+    }
     Ok(())
+}
+
+/// Whether process `pid` still runs (signal 0 checks without sending anything).
+#[cfg(feature = "rate")]
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists and may be signalled.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// `kto-lab rate` in a build without the page.
