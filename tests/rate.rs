@@ -388,6 +388,47 @@ fn hostile_requests_are_refused_and_write_nothing() {
 }
 
 #[test]
+fn a_lan_session_requires_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(RateOptions {
+        pool: pool(3),
+        log: VoteLog::new(dir.path().join("votes.jsonl")),
+        bind: "0.0.0.0:0".parse().unwrap(),
+        names_required: false,
+    })
+    .expect("the page starts");
+    let addr: SocketAddr = format!("127.0.0.1:{}", p.addr().port()).parse().unwrap();
+    let host = addr.to_string();
+    let headers = [
+        ("Host", host.as_str()),
+        ("Content-Type", "application/json"),
+        ("X-Rate-Token", p.token()),
+    ];
+    let (status, body) = request(
+        addr,
+        "POST",
+        "/api/vote",
+        &headers,
+        r#"{"answer":"a000","vote":"up"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("needs a rater name"), "{body}");
+    let (status, body) = request(addr, "GET", "/api/config", &headers, "");
+    assert!(
+        status == 200 && body.contains(r#""names_required":true"#),
+        "{body}"
+    );
+    let (status, body) = request(
+        addr,
+        "POST",
+        "/api/vote",
+        &headers,
+        r#"{"rater":"ana","answer":"a000","vote":"up"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
 fn votes_undo_and_a_restart_resume() {
     let dir = tempfile::tempdir().unwrap();
     let p = page(dir.path(), 4);

@@ -247,13 +247,11 @@ fn rater_name(shared: &Shared, given: Option<&str>) -> Result<String, Refusal> {
     Ok(name.to_string())
 }
 
-/// `Host` must name this server: a DNS-rebinding page sends its own name.
+/// `Host` must be `localhost` or an IP address, with this server's port: a DNS-rebinding page
+/// sends its own host name.
 fn check_host(shared: &Shared, headers: &HeaderMap) -> Result<(), Refusal> {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    if shared.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+    let host = host(headers);
+    if host_is_ours(host, shared.port) {
         Ok(())
     } else {
         Err(Refusal::new(
@@ -275,14 +273,37 @@ fn check_token(shared: &Shared, headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+fn host(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+}
+
+/// `localhost:PORT`, `a.b.c.d:PORT` or `[v6]:PORT`, with our port.
+fn host_is_ours(host: &str, port: u16) -> bool {
+    let Some((name, p)) = host.rsplit_once(':') else {
+        return false;
+    };
+    if p.parse::<u16>().ok() != Some(port) {
+        return false;
+    }
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .is_some_and(|n| n.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 /// A write: JSON only (a cross-site form cannot send it), the browser's `Origin` (when sent)
-/// this server's own, and the token.
+/// the page's own, and the token.
 fn check_write(shared: &Shared, headers: &HeaderMap) -> Result<(), Refusal> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         let ours = origin
             .strip_prefix("http://")
-            .is_some_and(|host| shared.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)));
+            .is_some_and(|o| o.eq_ignore_ascii_case(host(headers)));
         if !ours {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
@@ -371,6 +392,30 @@ mod tests {
         assert!(parse_query("rater=%zz").is_err());
         assert!(parse_query("rater=%ff").is_err());
         assert!(parse_query("rater=%4").is_err());
+    }
+
+    #[test]
+    fn hosts_are_localhost_or_addresses_with_our_port() {
+        for ok in [
+            "127.0.0.1:8737",
+            "localhost:8737",
+            "LOCALHOST:8737",
+            "[::1]:8737",
+            "192.168.1.20:8737",
+        ] {
+            assert!(host_is_ours(ok, 8737), "{ok}");
+        }
+        for bad in [
+            "evil.example:8737",
+            "127.0.0.1:80",
+            "127.0.0.1",
+            "",
+            "[::1:8737",
+            "localhost.evil.example:8737",
+            "127.0.0.1.nip.io:8737",
+        ] {
+            assert!(!host_is_ours(bad, 8737), "{bad}");
+        }
     }
 
     #[test]

@@ -186,7 +186,7 @@ pub fn start(opts: RateOptions) -> Result<RunningPage, RateError> {
         log: opts.log,
         raters: Mutex::new(raters),
         token: token.clone(),
-        hosts: allowed_hosts(addr),
+        port: addr.port(),
         names_required,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -234,22 +234,6 @@ fn new_token() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The `Host` values a request to `addr` may carry.
-fn allowed_hosts(addr: SocketAddr) -> Vec<String> {
-    let port = addr.port();
-    let mut hosts = vec![host_of(addr)];
-    if addr.ip().is_loopback() {
-        hosts.extend([
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-        ]);
-    }
-    hosts.sort();
-    hosts.dedup();
-    hosts
-}
-
 /// What every request handler shares.
 struct Shared {
     pool: AnswerPool,
@@ -258,7 +242,8 @@ struct Shared {
     /// (under this lock, so the log's order is the order the state saw).
     raters: Mutex<HashMap<String, RaterProgress>>,
     token: String,
-    hosts: Vec<String>,
+    /// The port: a `Host` must name it.
+    port: u16,
     names_required: bool,
 }
 

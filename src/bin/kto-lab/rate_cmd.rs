@@ -255,20 +255,22 @@ pub fn rate(args: &RateArgs, w: &mut impl Write) -> Result<()> {
     let (_, pool) = open_session(args, w)?;
     let log = VoteLog::new(args.dir.join("votes.jsonl")).with_fsync(args.fsync);
     let addr = std::net::SocketAddr::new(args.bind, args.port);
-    if !args.bind.is_loopback() {
-        writeln!(
-            w,
-            "WARNING: listening on {} — anyone who can reach it and has the link can vote; the \
-             link travels in clear HTTP. Rater names are required. See README, \"Rate it yourself\".",
-            args.bind
-        )?;
-    }
     let page = kto_lab::rate::start(kto_lab::rate::RateOptions {
         pool,
         log,
         bind: addr,
         names_required: args.require_names,
     })?;
+    if !args.bind.is_loopback() {
+        writeln!(
+            w,
+            "WARNING: listening on {} — anyone who can reach it and has the link can vote; the \
+             link travels in clear HTTP. Rater names are required. See README, \"Rate it yourself\".\n\
+             Students open http://<this machine's address>:{}/?token=… (the token below).",
+            args.bind,
+            page.addr().port()
+        )?;
+    }
     if let Some(path) = &args.url_file {
         std::fs::write(path, format!("{}\n", page.url()))
             .with_context(|| format!("{}", path.display()))?;
