@@ -89,9 +89,12 @@ impl fmt::Display for VotesRun {
 }
 
 impl VotesRun {
-    /// evcxr's display: the report.
+    /// evcxr's display: the report as text and as Markdown (Jupyter and the book render its
+    /// tables; the time is in the text only, so the rendered page shows what every run shows).
     pub fn evcxr_display(&self) {
-        super::text_display(self);
+        let md = self.report.markdown();
+        println!("EVCXR_BEGIN_CONTENT text/plain\n{self}\nEVCXR_END_CONTENT");
+        println!("EVCXR_BEGIN_CONTENT text/markdown\n{md}\nEVCXR_END_CONTENT");
     }
 }
 

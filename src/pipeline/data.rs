@@ -87,7 +87,7 @@ pub(super) fn store_samples(
 }
 
 /// The plain string inside a toy-world record (the world only writes plain text).
-fn text(t: &Text) -> &str {
+pub(super) fn text(t: &Text) -> &str {
     match t {
         Text::Plain(s) => s,
         Text::Messages(m) => m.last().map_or("", |m| m.content.as_str()),

@@ -25,10 +25,10 @@ use rand::SeedableRng;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 
-use super::data::kto_data;
+use super::data::{kto_data, text};
 use super::runs::train_from;
 use super::{sample_and_judge, Codec, LoopConfig, LoopError, Sample};
-use crate::feedback::{self, Agreement, AnswerPool, Record, Text};
+use crate::feedback::{self, Agreement, AnswerPool, Record};
 use crate::losses::KtoConfig;
 use crate::model::LanguageModel;
 use crate::train::{self, TrainError};
@@ -118,16 +118,9 @@ impl Taste {
 /// The rows whose prompt is one of the toy world's questions: (prompt, completion, label).
 fn world_rows(rows: &[Record]) -> impl Iterator<Item = (&'static Prompt, &str, bool)> + '_ {
     rows.iter().filter_map(|r| {
-        let prompt = world::find_prompt(last_text(&r.prompt))?;
-        Some((prompt, last_text(&r.completion), r.label))
+        let prompt = world::find_prompt(text(&r.prompt))?;
+        Some((prompt, text(&r.completion), r.label))
     })
-}
-
-fn last_text(t: &Text) -> &str {
-    match t {
-        Text::Plain(s) => s,
-        Text::Messages(m) => m.last().map_or("", |m| m.content.as_str()),
-    }
 }
 
 /// The rater (first) against the judge (second) on the rows with a toy-world question.
